@@ -1,0 +1,32 @@
+//! The store contract. Each store lives in its own module and implements
+//! [`SessionStore`]; everything above (bindings, glue) works with any of them.
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::id::SessionId;
+use crate::session::{Patch, Record};
+
+pub mod memory;
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// The live record of `id`, or `None` when it is missing or has expired (G6).
+    async fn load(&self, id: &SessionId, now_ms: i64) -> Result<Option<Record>>;
+
+    /// Merges `patch` into the stored record atomically, creating it when missing or
+    /// expired, and sets its expiry to `now_ms + patch.max_age_ms` (G1, G2).
+    async fn apply_patch(&self, id: &SessionId, patch: &Patch, now_ms: i64) -> Result<()>;
+
+    /// Moves the expiry of a live record to `now_ms + max_age_ms`; false when there is none.
+    async fn touch(&self, id: &SessionId, max_age_ms: i64, now_ms: i64) -> Result<bool>;
+
+    /// Removes the record; removing a missing one is not an error.
+    async fn destroy(&self, id: &SessionId) -> Result<()>;
+
+    /// Removes every record expired at `now_ms` and returns how many went.
+    async fn gc(&self, now_ms: i64) -> Result<u64>;
+}
+
+#[cfg(test)]
+pub(crate) mod conformance;
