@@ -98,6 +98,8 @@ class NativeSession {
       this.changes = undefined;
     }
     this.data = data;
+    // As think-session-file: a session keeps the lifetime it was written with.
+    if (record) this.maxAge = record.maxAgeMs;
     const rate = this.cookieOptions.autoUpdateRate === undefined ? 0.5 : this.cookieOptions.autoUpdateRate;
     if (record && this.options.autoUpdate !== false && (record.expiresAtMs - Date.now()) / this.maxAge < rate) {
       await this.store.touch(this.id, this.maxAge);

@@ -1,0 +1,196 @@
+'use strict';
+// MemorySession at the handle level: the ThinkJS 3/4 contract, errors and bounds.
+const { describe, it } = require('node:test');
+const assert = require('node:assert/strict');
+const { MemorySession, MemoryStore, isValidId, generateId } = require('..');
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+let seq = 0;
+// Each test gets its own store (a distinct maxEntries) and its own ids.
+const options = (extra = {}) => ({ maxEntries: 5000 + ++seq, cookie: generateId(), maxAge: '1h', ...extra });
+const fakeCtx = () => {
+  const sent = [];
+  return { sent, cookie: (name, value, opts) => sent.push({ name, value, opts }) };
+};
+
+describe('MemorySession', () => {
+  it('gets, sets, removes with null, and clears', async () => {
+    const opts = options();
+    const s = new MemorySession(opts);
+    assert.deepEqual(await s.get(), {});
+    assert.equal(await s.get('user'), undefined);
+    await s.set('user', { name: 'ann', roles: ['a'] });
+    await s.set('n', 1);
+    assert.deepEqual(await s.get('user'), { name: 'ann', roles: ['a'] });
+    await s.set('n', null);
+    const next = new MemorySession(opts);
+    assert.deepEqual(await next.get(), { user: { name: 'ann', roles: ['a'] } }, 'a new handle sees the write at once');
+    await next.delete();
+    assert.deepEqual(await next.get(), {});
+    assert.deepEqual(await new MemorySession(opts).get(), {});
+  });
+
+  it('writes made before the first read are seen by it', async () => {
+    const opts = options();
+    await new MemorySession(opts).set('a', 1);
+    const s = new MemorySession(opts);
+    await s.set('b', 2);
+    assert.deepEqual(await s.get(), { a: 1, b: 2 });
+  });
+
+  it('handles with equal options share one store, others do not', async () => {
+    const opts = options();
+    await new MemorySession(opts).set('k', 'v');
+    assert.equal(await new MemorySession({ ...opts }).get('k'), 'v');
+    assert.equal(await new MemorySession({ ...opts, maxEntries: opts.maxEntries + 100000 }).get('k'), undefined);
+  });
+
+  it('keeps numbers and text exactly', async () => {
+    const opts = options();
+    const value = { max: 2 ** 53 - 1, f: 0.1, e: 1e21, neg: -0, s: 'ü 😀 "q" \\', nested: { a: [1, { b: null }] } };
+    await new MemorySession(opts).set('v', value);
+    const back = await new MemorySession(opts).get('v');
+    assert.deepEqual(back, JSON.parse(JSON.stringify(value)));
+    assert.equal(back.max, 9007199254740991);
+  });
+
+  it('rejects values JSON cannot hold and changes nothing', async () => {
+    const opts = options();
+    const s = new MemorySession(opts);
+    await s.set('keep', 1);
+    const cycle = {};
+    cycle.self = cycle;
+    for (const bad of [10n, cycle, () => 1, Symbol('x'), undefined]) {
+      await assert.rejects(s.set('bad', bad), (err) => {
+        assert.ok(err instanceof Error);
+        assert.equal(err.code, 'ERR_SESSION_VALUE');
+        assert.match(err.message, /"bad"/);
+        return true;
+      });
+    }
+    await assert.rejects(s.set(42, 'x'), { code: 'ERR_SESSION_VALUE' });
+    assert.deepEqual(await new MemorySession(opts).get(), { keep: 1 });
+  });
+
+  it('rejects data over maxBytes and keeps the old record', async () => {
+    const opts = options({ maxBytes: 100 });
+    const s = new MemorySession(opts);
+    await s.set('small', 'x');
+    await assert.rejects(s.set('big', 'y'.repeat(200)), (err) => {
+      assert.equal(err.code, 'ERR_SESSION_TOO_LARGE');
+      assert.match(err.message, /over the limit of 100 bytes/);
+      return true;
+    });
+    assert.deepEqual(await new MemorySession(opts).get(), { small: 'x' });
+  });
+
+  it('rejects bad options with ERR_SESSION_OPTIONS', () => {
+    for (const bad of [{ maxEntries: 0 }, { maxEntries: -5 }, { maxBytes: 1 }, { maxAge: 'soon' }, { maxAge: -1 }]) {
+      assert.throws(() => new MemorySession({ ...options(), ...bad }), { code: 'ERR_SESSION_OPTIONS' }, JSON.stringify(bad));
+    }
+  });
+
+  it('replaces an invalid id with a fresh one and sends its cookie', async () => {
+    for (const forged of ['../../etc/passwd', '', 'x'.repeat(129), 'ключ-сессии', undefined, 12345678]) {
+      const ctx = fakeCtx();
+      const s = new MemorySession({ ...options(), cookie: forged }, ctx, { name: 'sid' });
+      assert.ok(isValidId(s.id));
+      assert.notEqual(s.id, forged);
+      assert.equal(ctx.sent.length, 1);
+      assert.equal(ctx.sent[0].name, 'sid');
+      assert.equal(ctx.sent[0].value, s.id);
+      assert.equal(ctx.sent[0].opts.maxAge, 3600000);
+      assert.deepEqual(await s.get(), {});
+    }
+  });
+
+  it('never returns an expired session, whatever gc has done', async () => {
+    const opts = options({ maxAge: 60 });
+    await new MemorySession(opts).set('k', 'v');
+    assert.equal(await new MemorySession(opts).get('k'), 'v');
+    await sleep(90);
+    assert.deepEqual(await new MemorySession(opts).get(), {});
+  });
+
+  it('refreshes record and cookie once less than autoUpdateRate of maxAge is left', async () => {
+    const opts = options({ maxAge: 400 });
+    await new MemorySession(opts).set('k', 'v');
+    const early = fakeCtx();
+    await new MemorySession(opts, early, { name: 'sid', autoUpdateRate: 0.5 }).get();
+    assert.equal(early.sent.length, 0, 'plenty of time left: no refresh');
+    await sleep(250);
+    const late = fakeCtx();
+    assert.equal(await new MemorySession(opts, late, { name: 'sid', autoUpdateRate: 0.5 }).get('k'), 'v');
+    assert.equal(late.sent.length, 1, 'the cookie is sent again');
+    await sleep(250); // past the original expiry, within the refreshed one
+    assert.equal(await new MemorySession(opts).get('k'), 'v');
+    const off = fakeCtx();
+    await sleep(250);
+    await new MemorySession({ ...opts, autoUpdate: false }, off, { name: 'sid' }).get();
+    assert.equal(off.sent.length, 0, 'autoUpdate: false never refreshes');
+  });
+
+  it('update() persists and moves the expiry', async () => {
+    const opts = options({ maxAge: 150 });
+    await new MemorySession(opts).set('k', 'v');
+    await sleep(100);
+    const ctx = fakeCtx();
+    await new MemorySession(opts, ctx, { name: 'sid' }).update();
+    assert.equal(ctx.sent.length, 1);
+    await sleep(100);
+    assert.equal(await new MemorySession(opts).get('k'), 'v');
+  });
+
+  it('evicts the least recently used past maxEntries', async () => {
+    const base = { maxEntries: 3, maxAge: '1h' };
+    const ids = Array.from({ length: 4 }, () => generateId());
+    for (const id of ids.slice(0, 3)) await new MemorySession({ ...base, cookie: id }).set('k', id);
+    await new MemorySession({ ...base, cookie: ids[0] }).get(); // now the most recent
+    await new MemorySession({ ...base, cookie: ids[3] }).set('k', 'new');
+    assert.equal(await new MemorySession({ ...base, cookie: ids[1] }).get('k'), undefined);
+    assert.equal(await new MemorySession({ ...base, cookie: ids[0] }).get('k'), ids[0]);
+  });
+
+  it('gc removes expired sessions off the JS thread and counts them', async () => {
+    const store = new MemoryStore({ maxEntries: 1000 });
+    for (let i = 0; i < 10; i++) store.apply(generateId(), '{"a":1}', 20);
+    store.apply(generateId(), '{"a":1}', 60000);
+    await sleep(40);
+    const pending = store.gc();
+    assert.ok(pending instanceof Promise);
+    assert.equal(await pending, 10);
+    assert.equal(store.size, 1);
+    const opts = options();
+    assert.equal(typeof (await new MemorySession(opts).gc()), 'number');
+  });
+});
+
+describe('MemoryStore', () => {
+  it('refuses invalid ids and malformed changes with coded errors', () => {
+    const store = new MemoryStore();
+    assert.throws(() => store.load('../x'), { code: 'ERR_SESSION_INVALID_ID' });
+    assert.throws(() => store.apply('a/b/c/d/e', '{}', 1000), { code: 'ERR_SESSION_INVALID_ID' });
+    const id = generateId();
+    for (const bad of ['[1]', '{"a":', 'null', '']) {
+      assert.throws(() => store.apply(id, bad, 1000), { code: 'ERR_SESSION_VALUE' }, bad);
+    }
+    assert.throws(() => store.apply(id, '{}', 0), { code: 'ERR_SESSION_OPTIONS' });
+    assert.throws(() => store.apply(id, '{}', NaN), { code: 'ERR_SESSION_OPTIONS' });
+    assert.equal(store.load(id), null, 'nothing was written');
+  });
+
+  it('hands back the record with its expiry', () => {
+    const store = new MemoryStore();
+    const id = generateId();
+    const before = Date.now();
+    store.apply(id, '{"a":[1,2]}', 5000);
+    const record = JSON.parse(store.load(id));
+    assert.deepEqual(record.data, { a: [1, 2] });
+    assert.equal(record.maxAgeMs, 5000);
+    assert.ok(record.expiresAtMs >= before + 5000 && record.expiresAtMs <= Date.now() + 5000);
+    assert.equal(store.touch(id, 10000), true);
+    assert.equal(store.touch(generateId(), 10000), false);
+    store.destroy(id);
+    assert.equal(store.load(id), null);
+  });
+});

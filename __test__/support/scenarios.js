@@ -1,0 +1,117 @@
+'use strict';
+// The scenario suite, written once and run for every store: it boots a real ThinkJS app
+// configured with the handle under test and speaks HTTP to it with a cookie jar.
+const { describe, it, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { prepareApp, bootApp } = require('./app');
+const { Client } = require('./http');
+
+const ID = /^[A-Za-z0-9_-]{8,128}$/;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * @param {object} store
+ * @param {string} store.name      short name, used for the app folder
+ * @param {string} store.session   JS source of the `exports.session` adapter config
+ * @param {string[]} [store.thinkjs] ThinkJS versions to run on
+ * @param {number} [store.workers] worker processes of the app
+ * @param {() => Promise<void>} [store.afterForged] store-specific check that forged cookies touched nothing
+ */
+function runScenarios(store) {
+  for (const thinkjs of store.thinkjs || ['4.0.0', '3.2.15']) {
+    describe(`${store.name} on thinkjs@${thinkjs} (${store.workers || 1} worker)`, () => {
+      let app;
+      const client = () => new Client(app.url);
+
+      before(async () => {
+        const dir = prepareApp({ name: store.name, thinkjs, session: store.session });
+        app = await bootApp(dir, { workers: store.workers || 1 });
+      });
+      after(() => app && app.stop());
+
+      it('counts visits across requests', async () => {
+        const c = client();
+        for (let n = 1; n <= 5; n++) {
+          const res = await c.request('/index/counter');
+          assert.equal(res.status, 200);
+          assert.deepEqual(res.body, { n });
+        }
+        assert.match(c.session, ID);
+      });
+
+      it('a login that redirects is seen by the redirected request (200 of 200)', async () => {
+        let seen = 0;
+        for (let i = 0; i < 200; i++) {
+          const c = client();
+          const login = await c.request(`/index/login?name=user${i}`);
+          assert.equal(login.status, 302);
+          const next = await c.request(login.headers.location);
+          if (next.status === 200 && next.body.user === `user${i}`) seen++;
+        }
+        assert.equal(seen, 200);
+      });
+
+      it('50 concurrent requests setting different keys all survive', async () => {
+        const c = client();
+        await c.request('/index/counter');
+        const results = await Promise.all(
+          Array.from({ length: 50 }, (_, i) => c.request(`/index/set?key=k${i}&value=v${i}`)),
+        );
+        assert.deepEqual(
+          results.map((r) => r.status),
+          Array(50).fill(200),
+        );
+        const all = await c.request('/index/all');
+        const missing = Array.from({ length: 50 }, (_, i) => `k${i}`).filter((k) => all.body[k] !== `v${k.slice(1)}`);
+        assert.deepEqual(missing, [], `keys lost: ${missing.join(',')}`);
+        assert.equal(all.body.n, 1);
+      });
+
+      it('clear empties the session', async () => {
+        const c = client();
+        await c.request('/index/set?key=user&value=ann');
+        assert.deepEqual((await c.request('/index/all')).body, { user: 'ann' });
+        assert.equal((await c.request('/index/clear')).status, 200);
+        assert.deepEqual((await c.request('/index/all')).body, {});
+        assert.deepEqual((await c.request('/index/counter')).body, { n: 1 });
+      });
+
+      it('a session past its maxAge is gone', async () => {
+        const c = client();
+        await c.request('/index/short?ms=400');
+        assert.equal((await c.request('/index/all')).body.short, 'lived');
+        await sleep(600);
+        assert.deepEqual((await c.request('/index/all')).body, {});
+      });
+
+      it('forged cookies get a fresh session and touch nothing else', async () => {
+        const victim = client();
+        await victim.request('/index/set?key=owner&value=victim');
+        const forged = [
+          '../../x',
+          '../session-evil/x',
+          'x'.repeat(10000),
+          Buffer.from('сессия-ключ-0123456789').toString('latin1'),
+          '',
+          victim.session.replace(/.$/, '/'),
+          '%2e%2e%2f%2e%2e%2fx',
+          "abcdefgh' OR '1'='1",
+          '*',
+        ];
+        for (const value of forged) {
+          const c = client();
+          const res = await c.request('/index/counter', { rawCookie: `thinkjs=${value}` });
+          assert.equal(res.status, 200, `cookie ${JSON.stringify(value.slice(0, 40))}`);
+          assert.deepEqual(res.body, { n: 1 });
+          assert.match(c.session, ID);
+          assert.notEqual(c.session, value);
+          assert.deepEqual((await c.request('/index/counter')).body, { n: 2 }, 'the fresh session works');
+        }
+        assert.deepEqual((await victim.request('/index/all')).body, { owner: 'victim' });
+        if (store.afterForged) await store.afterForged();
+      });
+    });
+  }
+}
+
+module.exports = { runScenarios };
