@@ -6,62 +6,61 @@ export type SessionErrorCode =
   | 'ERR_SESSION_TOO_LARGE'
   | 'ERR_SESSION_VALUE'
   | 'ERR_SESSION_OPTIONS'
-  | 'ERR_SESSION_STORE'
+  | 'ERR_SESSION_STORE';
 
 export interface SessionError extends Error {
-  code: SessionErrorCode
+  code: SessionErrorCode;
 }
 
 /** Options think-session passes to a handle (from the `session` adapter config). */
 export interface SessionOptions {
   /** The session id: think-session passes the cookie value here. */
-  cookie?: string
+  cookie?: string;
   /** True when think-session just issued the id, so there is nothing to load. */
-  fresh?: boolean
+  fresh?: boolean;
   /** Lifetime in ms, or a string such as '1d'. Default one day. */
-  maxAge?: number | string
+  maxAge?: number | string;
   /** Refresh the record and the cookie when less than `autoUpdateRate` of maxAge is left. Default true. */
-  autoUpdate?: boolean
+  autoUpdate?: boolean;
   /** How often expired records are collected, in ms or '1h'-style. Default one hour. */
-  gcInterval?: number | string
+  gcInterval?: number | string;
 }
 
 export interface MemorySessionOptions extends SessionOptions {
   /** Most sessions kept per process; past it the least recently used goes. Default 100000. */
-  maxEntries?: number
+  maxEntries?: number;
   /** Most bytes of JSON per session; a bigger write rejects with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
-  maxBytes?: number
+  maxBytes?: number;
 }
 
 /** Cookie options think-session passes as the third argument. */
 export interface SessionCookieOptions {
-  name?: string
-  autoUpdateRate?: number
-  [option: string]: unknown
+  name?: string;
+  autoUpdateRate?: number;
+  [option: string]: unknown;
 }
 
 /** A ThinkJS 3.x/4.x session handle (the `handle` of the `session` adapter config). */
 export declare class NativeSession {
-  constructor(options?: SessionOptions, ctx?: object, cookieOptions?: SessionCookieOptions)
+  constructor(options?: SessionOptions, ctx?: object, cookieOptions?: SessionCookieOptions);
   /** The session id in use (a fresh one when the cookie was not a valid id). */
-  readonly id: string
+  readonly id: string;
   /** One value, or the whole data object when `name` is empty. */
-  get(name?: string): Promise<any>
+  get(name?: string): Promise<any>;
   /** Stores `value` (null removes the key); resolves once the store has it. */
-  set(name: string, value: unknown): Promise<void>
+  set(name: string, value: unknown): Promise<void>;
   /** Clears the session; resolves once the store has dropped it. */
-  delete(): Promise<void>
+  delete(): Promise<void>;
   /** Persists the session and moves its expiry to now + maxAge. */
-  update(): Promise<void>
+  update(): Promise<void>;
   /** Removes expired sessions; resolves with how many went. */
-  gc(): Promise<number>
+  gc(): Promise<number>;
 }
 
 /** Sessions in this process's memory, outside the V8 heap. */
 export declare class MemorySession extends NativeSession {
-  constructor(options?: MemorySessionOptions, ctx?: object, cookieOptions?: SessionCookieOptions)
+  constructor(options?: MemorySessionOptions, ctx?: object, cookieOptions?: SessionCookieOptions);
 }
-
 
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
@@ -71,33 +70,35 @@ export declare class MemorySession extends NativeSession {
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
-/**
- * Sessions in this process's memory, outside the V8 heap. Every call is synchronous:
- * the work is shorter than a thread hop.
- */
-export declare class MemoryStore {
-  constructor(options?: MemoryStoreOptions | undefined | null)
-  /** The live record as JSON text `{"expiresAtMs","maxAgeMs","data"}`, or null. */
-  load(id: string): string | null
-  /**
-   * Merges `changes` (a JSON object; `null` removes a key) into the record and sets
-   * its expiry to now + `maxAgeMs`, creating the record when missing.
-   */
-  apply(id: string, changes: string, maxAgeMs: number): void
-  /** Moves the expiry of a live record to now + `maxAgeMs`; false when there is none. */
-  touch(id: string, maxAgeMs: number): boolean
-  destroy(id: string): void
-  /** Removes expired records on a worker thread; resolves with how many went. */
-  gc(): Promise<number>
-  /** Records held, live or not yet collected. */
-  get size(): number
-}
-
 /** A fresh session id: a uuid v4 from the operating system's secure random source. */
 export declare function generateId(): string
 
 /** True when `id` may be used as a session id: `[A-Za-z0-9_-]`, 8 to 128 characters. */
 export declare function isValidId(id: string): boolean
+
+/**
+ * Merges `changes` (a JSON object; `null` removes a key) into the record and sets its
+ * expiry to now + `maxAgeMs`, creating the record when missing.
+ */
+export declare function memoryStoreApply(slot: number, id: string, changes: string, maxAgeMs: number): void
+
+/**
+ * Creates a store of sessions in this process's memory, outside the V8 heap, and returns
+ * its slot. Every call on it is synchronous: the work is shorter than a thread hop.
+ */
+export declare function memoryStoreCreate(options?: MemoryStoreOptions | undefined | null): number
+
+export declare function memoryStoreDestroy(slot: number, id: string): void
+
+/** Removes expired records on a worker thread; resolves with how many went. */
+export declare function memoryStoreGc(slot: number): Promise<unknown>
+
+/**
+ * The data of the live session as JSON text, or null. When less than `autoUpdateRate`
+ * of its lifetime is left the expiry is refreshed too, and the text then starts with a
+ * space (which JSON.parse ignores) so the caller knows to send the cookie again.
+ */
+export declare function memoryStoreLoad(slot: number, id: string, autoUpdateRate: number): string | null
 
 export interface MemoryStoreOptions {
   /** Most sessions kept; past it the least recently used goes. Default 100000. */
@@ -105,3 +106,6 @@ export interface MemoryStoreOptions {
   /** Most bytes of JSON per session; a larger write fails with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
   maxBytes?: number
 }
+
+/** Records held, live or not yet collected. */
+export declare function memoryStoreSize(slot: number): number

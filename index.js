@@ -835,6 +835,11 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
-module.exports.MemoryStore = nativeBinding.MemoryStore
 module.exports.generateId = nativeBinding.generateId
 module.exports.isValidId = nativeBinding.isValidId
+module.exports.memoryStoreApply = nativeBinding.memoryStoreApply
+module.exports.memoryStoreCreate = nativeBinding.memoryStoreCreate
+module.exports.memoryStoreDestroy = nativeBinding.memoryStoreDestroy
+module.exports.memoryStoreGc = nativeBinding.memoryStoreGc
+module.exports.memoryStoreLoad = nativeBinding.memoryStoreLoad
+module.exports.memoryStoreSize = nativeBinding.memoryStoreSize

@@ -86,21 +86,31 @@ describe('MemorySession', () => {
 
   it('rejects bad options with ERR_SESSION_OPTIONS', () => {
     for (const bad of [{ maxEntries: 0 }, { maxEntries: -5 }, { maxBytes: 1 }, { maxAge: 'soon' }, { maxAge: -1 }]) {
-      assert.throws(() => new MemorySession({ ...options(), ...bad }), { code: 'ERR_SESSION_OPTIONS' }, JSON.stringify(bad));
+      assert.throws(
+        () => new MemorySession({ ...options(), ...bad }),
+        { code: 'ERR_SESSION_OPTIONS' },
+        JSON.stringify(bad),
+      );
     }
   });
 
   it('replaces an invalid id with a fresh one and sends its cookie', async () => {
+    const written = new MemorySession({ ...options(), cookie: '../../etc/passwd' }, fakeCtx(), { name: 'sid' });
+    await written.set('k', 'v');
+    assert.ok(isValidId(written.id));
     for (const forged of ['../../etc/passwd', '', 'x'.repeat(129), 'ключ-сессии', undefined, 12345678]) {
       const ctx = fakeCtx();
       const s = new MemorySession({ ...options(), cookie: forged }, ctx, { name: 'sid' });
+      assert.deepEqual(await s.get(), {});
       assert.ok(isValidId(s.id));
       assert.notEqual(s.id, forged);
       assert.equal(ctx.sent.length, 1);
       assert.equal(ctx.sent[0].name, 'sid');
       assert.equal(ctx.sent[0].value, s.id);
       assert.equal(ctx.sent[0].opts.maxAge, 3600000);
-      assert.deepEqual(await s.get(), {});
+      await s.set('k', 1);
+      assert.equal(ctx.sent.length, 1, 'one fresh id per request');
+      assert.equal(await new MemorySession({ ...options(), cookie: s.id }).get('k'), undefined, 'other store');
     }
   });
 
@@ -168,7 +178,7 @@ describe('MemorySession', () => {
 describe('MemoryStore', () => {
   it('refuses invalid ids and malformed changes with coded errors', () => {
     const store = new MemoryStore();
-    assert.throws(() => store.load('../x'), { code: 'ERR_SESSION_INVALID_ID' });
+    assert.throws(() => store.load('../x', 0.5), { code: 'ERR_SESSION_INVALID_ID' });
     assert.throws(() => store.apply('a/b/c/d/e', '{}', 1000), { code: 'ERR_SESSION_INVALID_ID' });
     const id = generateId();
     for (const bad of ['[1]', '{"a":', 'null', '']) {
@@ -176,21 +186,20 @@ describe('MemoryStore', () => {
     }
     assert.throws(() => store.apply(id, '{}', 0), { code: 'ERR_SESSION_OPTIONS' });
     assert.throws(() => store.apply(id, '{}', NaN), { code: 'ERR_SESSION_OPTIONS' });
-    assert.equal(store.load(id), null, 'nothing was written');
+    assert.equal(store.load(id, 0.5), null, 'nothing was written');
   });
 
-  it('hands back the record with its expiry', () => {
+  it('hands back the data, refreshing it past the autoUpdate rate', async () => {
     const store = new MemoryStore();
     const id = generateId();
-    const before = Date.now();
-    store.apply(id, '{"a":[1,2]}', 5000);
-    const record = JSON.parse(store.load(id));
-    assert.deepEqual(record.data, { a: [1, 2] });
-    assert.equal(record.maxAgeMs, 5000);
-    assert.ok(record.expiresAtMs >= before + 5000 && record.expiresAtMs <= Date.now() + 5000);
-    assert.equal(store.touch(id, 10000), true);
-    assert.equal(store.touch(generateId(), 10000), false);
+    store.apply(id, '{"a":[1,2]}', 200);
+    assert.equal(store.load(id, 0.5), '{"a":[1,2]}');
+    await sleep(120);
+    assert.equal(store.load(id, 0), '{"a":[1,2]}', 'rate 0 never refreshes');
+    assert.equal(store.load(id, 0.5), ' {"a":[1,2]}', 'refreshed: marked with a leading space');
+    await sleep(120); // past the first expiry, within the refreshed one
+    assert.equal(store.load(id, 0), '{"a":[1,2]}');
     store.destroy(id);
-    assert.equal(store.load(id), null);
+    assert.equal(store.load(id, 0.5), null);
   });
 });

@@ -3,6 +3,7 @@
 // Storage logic lives in Rust; this file maps the request lifecycle onto a store.
 const ms = require('ms');
 const native = require('../index.js');
+const { MemoryStore } = require('./memory.js');
 
 const DAY = 24 * 3600 * 1000;
 const HOUR = 3600 * 1000;
@@ -17,7 +18,10 @@ function toMs(value, name, fallback) {
   if (value === undefined || value === null) return fallback;
   const n = typeof value === 'string' ? ms(value) : value;
   if (typeof n !== 'number' || !(n >= 0) || !Number.isFinite(n)) {
-    throw sessionError('ERR_SESSION_OPTIONS', `session option ${name} must be ms or a string like '1d', got ${JSON.stringify(value)}`);
+    throw sessionError(
+      'ERR_SESSION_OPTIONS',
+      `session option ${name} must be ms or a string like '1d', got ${JSON.stringify(value)}`,
+    );
   }
   return n;
 }
@@ -43,6 +47,10 @@ function sharedStore(key, options, create) {
   return store;
 }
 
+const isPromise = (value) => value !== null && typeof value === 'object' && typeof value.then === 'function';
+
+// Store methods answer synchronously (memory) or with a promise (I/O stores); the handle
+// awaits only promises, so an in-memory request pays for no needless microtask hops.
 class NativeSession {
   constructor(options = {}, ctx = undefined, cookieOptions = {}) {
     this.options = options;
@@ -53,18 +61,40 @@ class NativeSession {
     this.fresh = Boolean(options.fresh);
     this.id = options.cookie;
     this.data = undefined; // loaded lazily, on the first get
-    this.changes = undefined; // this request's writes made before the load finished
+    this.changes = undefined; // this request's writes made while a load was in flight
     this.loading = undefined;
-    // G5: a cookie that is not an id we issue never reaches the store.
-    if (typeof this.id !== 'string' || !native.isValidId(this.id)) {
-      this.id = native.generateId();
-      this.fresh = true;
-      this.sendCookie();
-    }
+    if (typeof this.id !== 'string') this.renew();
   }
 
   static storeFor() {
     throw new Error('NativeSession is a base class; use MemorySession or another store handle');
+  }
+
+  // G5: the store refuses an id outside the shape of the ids ThinkJS issues; the request
+  // then gets a fresh session and cookie instead of reaching the store with the cookie.
+  renew() {
+    this.id = native.generateId();
+    this.fresh = true;
+    this.sendCookie();
+  }
+
+  // Calls `store[method](id, a, b)`. An id the store refuses (not the shape of an id
+  // ThinkJS issues) gets a fresh one, and the call is made again under it.
+  callStore(method, a, b) {
+    const id = this.id;
+    let result;
+    try {
+      result = this.store[method](id, a, b);
+    } catch (err) {
+      return this.retryWithFreshId(err, id, method, a, b);
+    }
+    return isPromise(result) ? result.catch((err) => this.retryWithFreshId(err, id, method, a, b)) : result;
+  }
+
+  retryWithFreshId(err, id, method, a, b) {
+    if (err.code !== 'ERR_SESSION_INVALID_ID') throw err;
+    if (this.id === id) this.renew();
+    return method === 'load' ? null : this.store[method](this.id, a, b);
   }
 
   sendCookie() {
@@ -73,11 +103,15 @@ class NativeSession {
     this.ctx.cookie(options.name || 'thinkjs', this.id, options);
   }
 
+  // Loads the data once per request; returns a promise only while a store read is in flight.
   load() {
+    if (this.data !== undefined) return undefined;
     if (this.loading) return this.loading;
-    const read = this.fresh ? Promise.resolve(null) : Promise.resolve().then(() => this.store.load(this.id));
-    const loading = read.then(
-      (text) => (this.loading === loading ? this.receive(text) : undefined),
+    const rate = this.options.autoUpdate === false ? 0 : (this.cookieOptions.autoUpdateRate ?? 0.5);
+    const text = this.fresh ? null : this.callStore('load', rate);
+    if (!isPromise(text)) return this.receive(text);
+    const loading = text.then(
+      (value) => (this.loading === loading ? this.receive(value) : undefined),
       (err) => {
         this.loading = undefined; // the next call tries again
         throw err;
@@ -87,9 +121,10 @@ class NativeSession {
     return loading;
   }
 
-  async receive(text) {
-    const record = text === null ? null : JSON.parse(text);
-    const data = record ? record.data : {};
+  // The store answers with the data's JSON text, starting with a space when the read also
+  // refreshed the expiry (autoUpdate, as think-session-file does it): the cookie follows.
+  receive(text) {
+    const data = text === null ? {} : JSON.parse(text);
     if (this.changes) {
       for (const [name, value] of this.changes) {
         if (value === null) delete data[name];
@@ -98,17 +133,13 @@ class NativeSession {
       this.changes = undefined;
     }
     this.data = data;
-    // As think-session-file: a session keeps the lifetime it was written with.
-    if (record) this.maxAge = record.maxAgeMs;
-    const rate = this.cookieOptions.autoUpdateRate === undefined ? 0.5 : this.cookieOptions.autoUpdateRate;
-    if (record && this.options.autoUpdate !== false && (record.expiresAtMs - Date.now()) / this.maxAge < rate) {
-      await this.store.touch(this.id, this.maxAge);
-      this.sendCookie();
-    }
+    this.loading = undefined;
+    if (text !== null && text.charCodeAt(0) === 32) this.sendCookie();
   }
 
   async get(name) {
-    await this.load();
+    const pending = this.load();
+    if (pending) await pending;
     return name ? this.data[name] : this.data;
   }
 
@@ -123,26 +154,33 @@ class NativeSession {
       throw sessionError('ERR_SESSION_VALUE', `session value "${name}" cannot be stored as JSON: ${err.message}`, err);
     }
     if (text === undefined) {
-      throw sessionError('ERR_SESSION_VALUE', `session value "${name}" is ${typeof value}, which JSON cannot hold; use null to remove a key`);
+      throw sessionError(
+        'ERR_SESSION_VALUE',
+        `session value "${name}" is ${typeof value}, which JSON cannot hold; use null to remove a key`,
+      );
     }
-    await this.store.apply(this.id, `{${JSON.stringify(name)}:${text}}`, this.maxAge);
+    const changes = `{${JSON.stringify(name)}:${text}}`;
+    const pending = this.callStore('apply', changes, this.maxAge);
+    if (pending) await pending;
     if (this.data) {
       if (value === null) delete this.data[name];
       else this.data[name] = value;
-    } else {
+    } else if (this.loading) {
       (this.changes || (this.changes = new Map())).set(name, value);
     }
   }
 
   async delete() {
-    await this.store.destroy(this.id);
+    const pending = this.callStore('destroy');
+    if (pending) await pending;
     this.data = {};
     this.changes = undefined;
-    this.loading = Promise.resolve();
+    this.loading = undefined;
   }
 
   async update() {
-    await this.store.apply(this.id, '{}', this.maxAge);
+    const pending = this.callStore('apply', '{}', this.maxAge);
+    if (pending) await pending;
     this.sendCookie();
   }
 
@@ -154,7 +192,15 @@ class NativeSession {
 class MemorySession extends NativeSession {
   static storeFor(options) {
     const { maxEntries, maxBytes } = options;
-    return sharedStore(`memory:${maxEntries}:${maxBytes}`, options, () => new native.MemoryStore({ maxEntries, maxBytes }));
+    const last = MemorySession.last; // most apps have one config: skip building a key
+    if (last && last.maxEntries === maxEntries && last.maxBytes === maxBytes) return last.store;
+    const store = sharedStore(
+      `memory:${maxEntries}:${maxBytes}`,
+      options,
+      () => new MemoryStore({ maxEntries, maxBytes }),
+    );
+    MemorySession.last = { maxEntries, maxBytes, store };
+    return store;
   }
 }
 

@@ -6,59 +6,58 @@ export type SessionErrorCode =
   | 'ERR_SESSION_TOO_LARGE'
   | 'ERR_SESSION_VALUE'
   | 'ERR_SESSION_OPTIONS'
-  | 'ERR_SESSION_STORE'
+  | 'ERR_SESSION_STORE';
 
 export interface SessionError extends Error {
-  code: SessionErrorCode
+  code: SessionErrorCode;
 }
 
 /** Options think-session passes to a handle (from the `session` adapter config). */
 export interface SessionOptions {
   /** The session id: think-session passes the cookie value here. */
-  cookie?: string
+  cookie?: string;
   /** True when think-session just issued the id, so there is nothing to load. */
-  fresh?: boolean
+  fresh?: boolean;
   /** Lifetime in ms, or a string such as '1d'. Default one day. */
-  maxAge?: number | string
+  maxAge?: number | string;
   /** Refresh the record and the cookie when less than `autoUpdateRate` of maxAge is left. Default true. */
-  autoUpdate?: boolean
+  autoUpdate?: boolean;
   /** How often expired records are collected, in ms or '1h'-style. Default one hour. */
-  gcInterval?: number | string
+  gcInterval?: number | string;
 }
 
 export interface MemorySessionOptions extends SessionOptions {
   /** Most sessions kept per process; past it the least recently used goes. Default 100000. */
-  maxEntries?: number
+  maxEntries?: number;
   /** Most bytes of JSON per session; a bigger write rejects with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
-  maxBytes?: number
+  maxBytes?: number;
 }
 
 /** Cookie options think-session passes as the third argument. */
 export interface SessionCookieOptions {
-  name?: string
-  autoUpdateRate?: number
-  [option: string]: unknown
+  name?: string;
+  autoUpdateRate?: number;
+  [option: string]: unknown;
 }
 
 /** A ThinkJS 3.x/4.x session handle (the `handle` of the `session` adapter config). */
 export declare class NativeSession {
-  constructor(options?: SessionOptions, ctx?: object, cookieOptions?: SessionCookieOptions)
+  constructor(options?: SessionOptions, ctx?: object, cookieOptions?: SessionCookieOptions);
   /** The session id in use (a fresh one when the cookie was not a valid id). */
-  readonly id: string
+  readonly id: string;
   /** One value, or the whole data object when `name` is empty. */
-  get(name?: string): Promise<any>
+  get(name?: string): Promise<any>;
   /** Stores `value` (null removes the key); resolves once the store has it. */
-  set(name: string, value: unknown): Promise<void>
+  set(name: string, value: unknown): Promise<void>;
   /** Clears the session; resolves once the store has dropped it. */
-  delete(): Promise<void>
+  delete(): Promise<void>;
   /** Persists the session and moves its expiry to now + maxAge. */
-  update(): Promise<void>
+  update(): Promise<void>;
   /** Removes expired sessions; resolves with how many went. */
-  gc(): Promise<number>
+  gc(): Promise<number>;
 }
 
 /** Sessions in this process's memory, outside the V8 heap. */
 export declare class MemorySession extends NativeSession {
-  constructor(options?: MemorySessionOptions, ctx?: object, cookieOptions?: SessionCookieOptions)
+  constructor(options?: MemorySessionOptions, ctx?: object, cookieOptions?: SessionCookieOptions);
 }
-

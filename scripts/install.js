@@ -47,13 +47,17 @@ if (sourceCheckout) {
   if (!hasCargo()) {
     fail(`no prebuilt binary fits this platform (${platformName()}); ${noRust}`);
   }
-  console.log(`think-session-native: no prebuilt binary for ${platformName()}; building from source (release, a few minutes) ...`);
+  console.log(
+    `think-session-native: no prebuilt binary for ${platformName()}; building from source (release, a few minutes) ...`,
+  );
   const status = run('cargo', ['build', '--release', '--lib']);
-  if (status !== 'ok') fail('the Rust build failed (see the cargo output above); check that your Rust toolchain is 1.88 or newer.');
+  if (status !== 'ok')
+    fail('the Rust build failed (see the cargo output above); check that your Rust toolchain is 1.88 or newer.');
   const targetDir = process.env.CARGO_TARGET_DIR || path.join(root, 'target');
-  const built = {
-    win32: 'think_session_native.dll',
-    darwin: 'libthink_session_native.dylib',
-  }[process.platform] || 'libthink_session_native.so';
+  const built =
+    {
+      win32: 'think_session_native.dll',
+      darwin: 'libthink_session_native.dylib',
+    }[process.platform] || 'libthink_session_native.so';
   fs.copyFileSync(path.join(targetDir, 'release', built), binary);
 }

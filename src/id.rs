@@ -21,6 +21,12 @@ impl SessionId {
         Ok(SessionId(id.to_owned()))
     }
 
+    /// As [`SessionId::parse`], keeping the string it is given.
+    pub fn from_string(id: String) -> Result<Self> {
+        check(&id)?;
+        Ok(SessionId(id))
+    }
+
     /// A fresh uuid v4 (122 random bits from the OS), the format think-session issues.
     pub fn generate() -> Result<Self> {
         let mut bytes = [0u8; 16];

@@ -8,7 +8,8 @@ pub mod id;
 pub mod session;
 pub mod store;
 
-#[cfg(feature = "node")]
+// Test builds link no Node, so the bindings are left out of them.
+#[cfg(all(feature = "node", not(test)))]
 mod napi;
 
 pub use error::{Error, ErrorCode, Result};

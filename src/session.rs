@@ -4,10 +4,11 @@
 //! `JSON.stringify` wrote (numbers such as 2^53-1, 0.1 or 1e+21 never pass through a
 //! float), and a merge only re-parses the top-level object.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
@@ -34,17 +35,15 @@ impl Record {
         self.expires_at_ms > now_ms
     }
 
-    /// The record as the bindings hand it to JavaScript: one JSON text, parsed once there.
-    pub fn to_json(&self) -> String {
-        let mut out = String::with_capacity(self.data.len() + 48);
-        out.push_str("{\"expiresAtMs\":");
-        out.push_str(&self.expires_at_ms.to_string());
-        out.push_str(",\"maxAgeMs\":");
-        out.push_str(&self.max_age_ms.to_string());
-        out.push_str(",\"data\":");
-        out.push_str(&self.data);
-        out.push('}');
-        out
+    /// think-session-file's autoUpdate rule: refresh once less than `rate` of the
+    /// record's own lifetime is left.
+    pub fn needs_refresh(&self, now_ms: i64, rate: f64) -> bool {
+        rate > 0.0 && ((self.expires_at_ms - now_ms) as f64) < rate * self.max_age_ms as f64
+    }
+
+    /// Moves the expiry to now plus the lifetime the record was written with.
+    pub fn refresh(&mut self, now_ms: i64) {
+        self.expires_at_ms = now_ms.saturating_add(self.max_age_ms);
     }
 }
 
@@ -62,18 +61,18 @@ impl Patch {
     /// `this.session(name, null)` does in ThinkJS.
     pub fn from_json(changes: &str, max_age_ms: i64) -> Result<Self> {
         check_max_age(max_age_ms)?;
-        let members: Vec<(String, Box<RawValue>)> = parse_members(changes)
+        let members = Members::parse(changes)
             .map_err(|e| Error::InvalidValue(format!("the changes are not a JSON object: {e}")))?;
         let mut patch = Patch {
-            set: Vec::new(),
+            set: Vec::with_capacity(members.0.len()),
             remove: Vec::new(),
             max_age_ms,
         };
-        for (key, value) in members {
+        for (key, value) in members.0 {
             if value.get() == "null" {
-                patch.remove.push(key);
+                patch.remove.push(key.into_owned());
             } else {
-                patch.set.push((key, value));
+                patch.set.push((key.into_owned(), value.to_owned()));
             }
         }
         Ok(patch)
@@ -119,23 +118,98 @@ impl Patch {
         })
     }
 
+    /// Keys keep their place (as assignment to a JS object does); new keys go last.
     fn merge(&self, data: &str) -> Result<String> {
-        let mut members: BTreeMap<String, &RawValue> = serde_json::from_str(data).map_err(|e| {
-            Error::store("record", format!("stored data is not a JSON object: {e}"))
-        })?;
-        for key in &self.remove {
-            members.remove(key);
+        let mut members = Members::parse(data)
+            .map_err(|e| Error::store("record", format!("stored data is not a JSON object: {e}")))?
+            .0;
+        if !self.remove.is_empty() {
+            members.retain(|(key, _)| !self.remove.iter().any(|r| r == key));
         }
         for (key, value) in &self.set {
-            members.insert(key.clone(), value);
+            match members.iter_mut().find(|(k, _)| k == key) {
+                Some(slot) => slot.1 = value,
+                None => members.push((Cow::Borrowed(key), value)),
+            }
         }
-        Ok(to_json_text(&members))
+        let mut out = Vec::with_capacity(
+            data.len()
+                + self
+                    .set
+                    .iter()
+                    .map(|(k, v)| k.len() + v.get().len() + 4)
+                    .sum::<usize>(),
+        );
+        out.push(b'{');
+        for (i, (key, value)) in members.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, key.as_ref())
+                .map_err(|e| Error::InvalidValue(e.to_string()))?;
+            out.push(b':');
+            out.extend_from_slice(value.get().as_bytes());
+        }
+        out.push(b'}');
+        String::from_utf8(out).map_err(|e| Error::InvalidValue(e.to_string()))
     }
 }
 
-fn parse_members(text: &str) -> serde_json::Result<Vec<(String, Box<RawValue>)>> {
-    let map: BTreeMap<String, Box<RawValue>> = serde_json::from_str(text)?;
-    Ok(map.into_iter().collect())
+/// The top-level members of a JSON object text, in order, borrowing from the text
+/// wherever a key needs no unescaping.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> Members<'a> {
+    fn parse(text: &'a str) -> serde_json::Result<Self> {
+        serde_json::from_str(text)
+    }
+}
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> std::result::Result<Self::Value, M::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some((Key(key), value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
+                    members.push((key, value));
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: de::Error>(
+                self,
+                v: &'de str,
+            ) -> std::result::Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
 }
 
 fn check_max_age(max_age_ms: i64) -> Result<()> {
@@ -146,11 +220,6 @@ fn check_max_age(max_age_ms: i64) -> Result<()> {
         });
     }
     Ok(())
-}
-
-fn to_json_text(value: &impl Serialize) -> String {
-    // Serializing maps of strings and raw JSON cannot fail.
-    serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned())
 }
 
 #[cfg(test)]
@@ -181,14 +250,27 @@ mod tests {
             .apply_to(Some(&record(r#"{"a":1,"c":3}"#)), 0, 1024)
             .unwrap();
         assert_eq!(rec.data, r#"{"a":1,"b":2}"#);
+        let patch = Patch::from_json(r#"{"z":0,"a":5}"#, 1_000).unwrap();
+        let rec = patch.apply_to(Some(&rec), 0, 1024).unwrap();
+        assert_eq!(
+            rec.data, r#"{"a":5,"b":2,"z":0}"#,
+            "updated keys keep their place"
+        );
     }
 
     #[test]
     fn keeps_numbers_exactly_as_written() {
-        let text = r#"{"big":9007199254740991,"f":0.1,"e":1e+21,"z":0,"s":"ü\u0000"}"#;
+        let text =
+            r#"{"big":9007199254740991,"f":0.1,"e":1e+21,"z":0,"s":"ü\u0000","k\"q\u00e9":1}"#;
         let patch = Patch::from_json(text, 1_000).unwrap();
         let rec = patch.apply_to(None, 0, 1024).unwrap();
-        for part in ["9007199254740991", "0.1", "1e+21", r#""ü\u0000""#] {
+        for part in [
+            "9007199254740991",
+            "0.1",
+            "1e+21",
+            r#""ü\u0000""#,
+            r#""k\"qé":1"#,
+        ] {
             assert!(rec.data.contains(part), "{part} lost in {}", rec.data);
         }
     }
@@ -232,10 +314,12 @@ mod tests {
     }
 
     #[test]
-    fn record_json_carries_expiry_and_data() {
-        let v: serde_json::Value = serde_json::from_str(&record(r#"{"a":[1]}"#).to_json()).unwrap();
-        assert_eq!(v["expiresAtMs"], 2_000);
-        assert_eq!(v["maxAgeMs"], 1_000);
-        assert_eq!(v["data"]["a"][0], 1);
+    fn refresh_follows_the_autoupdate_rate_of_the_records_own_lifetime() {
+        let mut rec = record("{}"); // expires at 2000, lifetime 1000
+        assert!(!rec.needs_refresh(1_400, 0.5), "600 of 1000 left");
+        assert!(rec.needs_refresh(1_600, 0.5), "400 of 1000 left");
+        assert!(!rec.needs_refresh(1_600, 0.0), "rate 0 never refreshes");
+        rec.refresh(1_600);
+        assert_eq!(rec.expires_at_ms, 2_600);
     }
 }

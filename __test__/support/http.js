@@ -19,11 +19,7 @@ class Client {
   request(path, { rawCookie, newConnection = false } = {}) {
     const headers = {};
     const cookie =
-      rawCookie !== undefined
-        ? rawCookie
-        : [...this.jar]
-            .map(([name, value]) => `${name}=${value}`)
-            .join('; ');
+      rawCookie !== undefined ? rawCookie : [...this.jar].map(([name, value]) => `${name}=${value}`).join('; ');
     if (cookie) headers.cookie = cookie;
     return new Promise((resolve, reject) => {
       const req = http.request(

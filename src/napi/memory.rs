@@ -4,9 +4,11 @@ use napi::bindgen_prelude::AsyncTask;
 use napi::{Env, Task};
 use napi_derive::napi;
 
-use super::{parse_id, whole_count, whole_ms, Result};
+use super::{parse_id, whole_count, whole_ms, Result, Slots};
 use crate::session::{now_ms, Patch};
-use crate::store::memory::{self, MemoryOptions};
+use crate::store::memory::{self, MemoryOptions, MemoryStore};
+
+static STORES: Slots<MemoryStore> = Slots::new();
 
 #[napi(object)]
 pub struct MemoryStoreOptions {
@@ -16,74 +18,51 @@ pub struct MemoryStoreOptions {
     pub max_bytes: Option<f64>,
 }
 
-/// Sessions in this process's memory, outside the V8 heap. Every call is synchronous:
-/// the work is shorter than a thread hop.
+/// Creates a store of sessions in this process's memory, outside the V8 heap, and returns
+/// its slot. Every call on it is synchronous: the work is shorter than a thread hop.
 #[napi]
-pub struct MemoryStore {
-    inner: Arc<memory::MemoryStore>,
+pub fn memory_store_create(options: Option<MemoryStoreOptions>) -> Result<u32> {
+    let (max_entries, max_bytes) = options.map_or((None, None), |o| (o.max_entries, o.max_bytes));
+    let options = MemoryOptions {
+        max_entries: whole_count("maxEntries", max_entries, memory::DEFAULT_MAX_ENTRIES)?,
+        max_bytes: whole_count("maxBytes", max_bytes, memory::DEFAULT_MAX_BYTES)?,
+    };
+    Ok(STORES.insert(MemoryStore::new(options)?))
+}
+
+/// The data of the live session as JSON text, or null. When less than `autoUpdateRate`
+/// of its lifetime is left the expiry is refreshed too, and the text then starts with a
+/// space (which JSON.parse ignores) so the caller knows to send the cookie again.
+#[napi]
+pub fn memory_store_load(slot: u32, id: String, auto_update_rate: f64) -> Result<Option<String>> {
+    let id = parse_id(id)?;
+    let loaded = STORES.get(slot)?.load_data(&id, now_ms(), auto_update_rate);
+    Ok(loaded.map(|(data, refreshed)| if refreshed { format!(" {data}") } else { data }))
+}
+
+/// Merges `changes` (a JSON object; `null` removes a key) into the record and sets its
+/// expiry to now + `maxAgeMs`, creating the record when missing.
+#[napi]
+pub fn memory_store_apply(slot: u32, id: String, changes: String, max_age_ms: f64) -> Result<()> {
+    let id = parse_id(id)?;
+    let patch = Patch::from_json(&changes, whole_ms("maxAge", max_age_ms)?)?;
+    Ok(STORES.get(slot)?.apply_patch_now(&id, &patch, now_ms())?)
 }
 
 #[napi]
-impl MemoryStore {
-    #[napi(constructor)]
-    pub fn new(options: Option<MemoryStoreOptions>) -> Result<Self> {
-        let (max_entries, max_bytes) =
-            options.map_or((None, None), |o| (o.max_entries, o.max_bytes));
-        let options = MemoryOptions {
-            max_entries: whole_count("maxEntries", max_entries, memory::DEFAULT_MAX_ENTRIES)?,
-            max_bytes: whole_count("maxBytes", max_bytes, memory::DEFAULT_MAX_BYTES)?,
-        };
-        Ok(MemoryStore {
-            inner: Arc::new(memory::MemoryStore::new(options)?),
-        })
-    }
-
-    /// The live record as JSON text `{"expiresAtMs","maxAgeMs","data"}`, or null.
-    #[napi]
-    pub fn load(&self, id: String) -> Result<Option<String>> {
-        let id = parse_id(&id)?;
-        Ok(self.inner.load_now(&id, now_ms()).map(|r| r.to_json()))
-    }
-
-    /// Merges `changes` (a JSON object; `null` removes a key) into the record and sets
-    /// its expiry to now + `maxAgeMs`, creating the record when missing.
-    #[napi]
-    pub fn apply(&self, id: String, changes: String, max_age_ms: f64) -> Result<()> {
-        let id = parse_id(&id)?;
-        let patch = Patch::from_json(&changes, whole_ms("maxAge", max_age_ms)?)?;
-        Ok(self.inner.apply_patch_now(&id, &patch, now_ms())?)
-    }
-
-    /// Moves the expiry of a live record to now + `maxAgeMs`; false when there is none.
-    #[napi]
-    pub fn touch(&self, id: String, max_age_ms: f64) -> Result<bool> {
-        let id = parse_id(&id)?;
-        Ok(self
-            .inner
-            .touch_now(&id, whole_ms("maxAge", max_age_ms)?, now_ms())?)
-    }
-
-    #[napi]
-    pub fn destroy(&self, id: String) -> Result<()> {
-        let id = parse_id(&id)?;
-        self.inner.destroy_now(&id);
-        Ok(())
-    }
-
-    /// Removes expired records on a worker thread; resolves with how many went.
-    #[napi(ts_return_type = "Promise<number>")]
-    pub fn gc(&self) -> AsyncTask<MemoryGc> {
-        AsyncTask::new(MemoryGc(self.inner.clone()))
-    }
-
-    /// Records held, live or not yet collected.
-    #[napi(getter)]
-    pub fn size(&self) -> u32 {
-        self.inner.len() as u32
-    }
+pub fn memory_store_destroy(slot: u32, id: String) -> Result<()> {
+    let id = parse_id(id)?;
+    STORES.get(slot)?.destroy_now(&id);
+    Ok(())
 }
 
-pub struct MemoryGc(Arc<memory::MemoryStore>);
+/// Records held, live or not yet collected.
+#[napi]
+pub fn memory_store_size(slot: u32) -> Result<u32> {
+    Ok(STORES.get(slot)?.len() as u32)
+}
+
+pub struct MemoryGc(Arc<MemoryStore>);
 
 impl Task for MemoryGc {
     type Output = u32;
@@ -96,4 +75,10 @@ impl Task for MemoryGc {
     fn resolve(&mut self, _env: Env, removed: u32) -> napi::Result<u32> {
         Ok(removed)
     }
+}
+
+/// Removes expired records on a worker thread; resolves with how many went.
+#[napi]
+pub fn memory_store_gc(slot: u32) -> Result<AsyncTask<MemoryGc>> {
+    Ok(AsyncTask::new(MemoryGc(STORES.get(slot)?)))
 }

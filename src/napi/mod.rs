@@ -1,5 +1,7 @@
 //! Node bindings: type and error conversion only, no session logic.
 
+use std::sync::{Arc, RwLock};
+
 use napi_derive::napi;
 
 use crate::error::{Error, ErrorCode};
@@ -11,6 +13,39 @@ pub type Result<T> = napi::Result<T, ErrorCode>;
 impl From<Error> for napi::Error<ErrorCode> {
     fn from(err: Error) -> Self {
         napi::Error::new(err.code(), err.to_string())
+    }
+}
+
+/// Stores created from JavaScript, named there by their slot number. A plain function
+/// taking a slot costs a tenth of a method call on a napi class, whose receiver is wrapped
+/// in a fresh reference on every call; the per-request path cannot afford that. Stores
+/// are made once per configuration and live as long as the process.
+pub struct Slots<T> {
+    items: RwLock<Vec<Arc<T>>>,
+}
+
+impl<T> Slots<T> {
+    pub const fn new() -> Self {
+        Slots {
+            items: RwLock::new(Vec::new()),
+        }
+    }
+
+    pub fn insert(&self, item: T) -> u32 {
+        let mut items = self.items.write().unwrap_or_else(|p| p.into_inner());
+        items.push(Arc::new(item));
+        (items.len() - 1) as u32
+    }
+
+    pub fn get(&self, slot: u32) -> Result<Arc<T>> {
+        let items = self.items.read().unwrap_or_else(|p| p.into_inner());
+        items.get(slot as usize).cloned().ok_or_else(|| {
+            Error::InvalidOption {
+                name: "slot",
+                reason: format!("no store was created in slot {slot}"),
+            }
+            .into()
+        })
     }
 }
 
@@ -26,8 +61,8 @@ pub fn generate_id() -> Result<String> {
     Ok(crate::id::SessionId::generate()?.as_str().to_owned())
 }
 
-fn parse_id(id: &str) -> Result<crate::id::SessionId> {
-    Ok(crate::id::SessionId::parse(id)?)
+fn parse_id(id: String) -> Result<crate::id::SessionId> {
+    Ok(crate::id::SessionId::from_string(id)?)
 }
 
 /// Milliseconds from JavaScript as a lifetime; fractions are cut, non-numbers refused.

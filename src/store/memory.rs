@@ -97,11 +97,40 @@ impl MemoryStore {
         }
     }
 
+    /// The data of the live record as JSON text, refreshing its expiry under the same lock
+    /// when `auto_update_rate` says so; the flag tells whether it did.
+    pub fn load_data(
+        &self,
+        id: &SessionId,
+        now_ms: i64,
+        auto_update_rate: f64,
+    ) -> Option<(String, bool)> {
+        let mut shard = self.shard(id);
+        match shard.get_mut(id) {
+            Some(record) if record.is_live(now_ms) => {
+                let refreshed = record.needs_refresh(now_ms, auto_update_rate);
+                if refreshed {
+                    record.refresh(now_ms);
+                }
+                Some((record.data.clone(), refreshed))
+            }
+            Some(_) => {
+                shard.pop(id);
+                None
+            }
+            None => None,
+        }
+    }
+
     pub fn apply_patch_now(&self, id: &SessionId, patch: &Patch, now_ms: i64) -> Result<()> {
         let mut shard = self.shard(id);
-        let current = shard.get(id).filter(|r| r.is_live(now_ms));
-        let next = patch.apply_to(current, now_ms, self.max_bytes)?;
-        shard.put(id.clone(), next);
+        if let Some(record) = shard.get_mut(id) {
+            let current = Some(&*record).filter(|r| r.is_live(now_ms));
+            *record = patch.apply_to(current, now_ms, self.max_bytes)?;
+            return Ok(());
+        }
+        let record = patch.apply_to(None, now_ms, self.max_bytes)?;
+        shard.put(id.clone(), record);
         while shard.len() > self.entries_per_shard {
             shard.pop_lru();
         }
@@ -251,6 +280,22 @@ mod tests {
         let err = store.apply_patch_now(&id(1), &big, 0).unwrap_err();
         assert_eq!(err.code().as_str(), "ERR_SESSION_TOO_LARGE");
         assert_eq!(store.load_now(&id(1), 1).unwrap().data, r#"{"a":1}"#);
+    }
+
+    #[test]
+    fn load_data_refreshes_once_past_the_rate() {
+        let store = MemoryStore::new(MemoryOptions::default()).unwrap();
+        set(&store, 1, r#"{"a":1}"#, 0); // expires at 1000
+        assert_eq!(
+            store.load_data(&id(1), 400, 0.5),
+            Some((r#"{"a":1}"#.into(), false))
+        );
+        assert_eq!(
+            store.load_data(&id(1), 600, 0.5),
+            Some((r#"{"a":1}"#.into(), true))
+        );
+        assert_eq!(store.load_now(&id(1), 1_500).unwrap().expires_at_ms, 1_600);
+        assert_eq!(store.load_data(&id(1), 1_600, 0.5), None, "expired");
     }
 
     #[test]

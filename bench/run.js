@@ -1,0 +1,200 @@
+'use strict';
+// `npm run bench`: builds the release addon, then measures every variant side by side in
+// one run and prints ratios. Options (env): BENCH_SECONDS (per HTTP round, default 5),
+// BENCH_ROUNDS (default 3), BENCH_SESSIONS (memory footprint, default 1000000),
+// BENCH_SKIP_BUILD=1 to reuse the current binary.
+const fs = require('fs');
+const path = require('path');
+const net = require('net');
+const { spawn, spawnSync, execFileSync } = require('child_process');
+const { load } = require('./load');
+
+const root = path.join(__dirname, '..');
+const SECONDS = Number(process.env.BENCH_SECONDS || 5);
+const ROUNDS = Number(process.env.BENCH_ROUNDS || 3);
+const SESSIONS = Number(process.env.BENCH_SESSIONS || 1000000);
+const VARIANTS = [
+  { name: 'no session (ceiling)', key: 'none' },
+  { name: 'JS Map handle (baseline)', key: 'jsmap' },
+  { name: 'MemorySession', key: 'memory' },
+];
+const BASELINE = 'jsmap';
+
+const progress = (text) => console.log(`[bench] ${text}`);
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+function build() {
+  if (process.env.BENCH_SKIP_BUILD === '1') return progress('skipping the release build (BENCH_SKIP_BUILD=1)');
+  progress('building the release addon (a few minutes on a cold cache) ...');
+  const cli = path.join(root, 'node_modules', '@napi-rs', 'cli', 'dist', 'cli.js');
+  const result = spawnSync(process.execPath, [cli, 'build', '--platform', '--release'], {
+    cwd: root,
+    stdio: 'inherit',
+  });
+  if (result.status !== 0) throw new Error('the release build failed; see the cargo output above');
+}
+
+function node(args) {
+  return JSON.parse(execFileSync(process.execPath, args, { cwd: root, encoding: 'utf8' }));
+}
+
+function adapterLevel() {
+  const results = Object.fromEntries(VARIANTS.map((v) => [v.key, []]));
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const v of VARIANTS) {
+      progress(`adapter level, round ${round}/${ROUNDS}: ${v.name}`);
+      results[v.key].push(node([path.join(__dirname, 'adapter.js'), v.key, '3']).opsPerSec);
+    }
+  }
+  return Object.fromEntries(Object.entries(results).map(([k, xs]) => [k, median(xs)]));
+}
+
+function freePort() {
+  return new Promise((resolve) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+// On Linux the app's worker gets core 0 and this process (the load) the others, so the
+// two do not take turns on one core; the worker's CPU time per request is read from /proc.
+const pin = process.platform === 'linux' && spawnSync('taskset', ['-c', '0', 'true']).status === 0;
+if (pin) spawnSync('taskset', ['-a', '-p', '-c', '1-1023', String(process.pid)], { stdio: 'ignore' });
+
+function cpuMs(pid) {
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime + stime, at 100 ticks/s
+  } catch {
+    return NaN;
+  }
+}
+
+async function bootApp(variant) {
+  const port = await freePort();
+  const [command, args] = pin
+    ? ['taskset', ['-c', '0', process.execPath, 'production.js']]
+    : [process.execPath, ['production.js']];
+  const child = spawn(command, args, {
+    cwd: path.join(__dirname, 'app'),
+    env: { ...process.env, PORT: String(port), BENCH_SESSION: variant },
+    detached: true,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30000;
+  for (;;) {
+    try {
+      await load(url, '/index/ping', { connections: 1, seconds: 0.05 });
+      break;
+    } catch (err) {
+      if (Date.now() > deadline) throw new Error(`the bench app did not start: ${err.message}`, { cause: err });
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  const { pid } = await new Promise((resolve, reject) => {
+    require('http')
+      .get(`${url}/index/ping`, (res) => {
+        let body = '';
+        res.on('data', (c) => (body += c));
+        res.on('end', () => resolve(JSON.parse(body)));
+      })
+      .on('error', reject);
+  });
+  return { url, pid, stop: () => process.kill(-child.pid, 'SIGKILL') };
+}
+
+async function httpLevel() {
+  const results = Object.fromEntries(VARIANTS.map((v) => [v.key, []]));
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const v of VARIANTS) {
+      progress(`HTTP level, round ${round}/${ROUNDS}: ${v.name}, 32 connections, ${SECONDS} s`);
+      const app = await bootApp(v.key);
+      try {
+        const route = v.key === 'none' ? '/index/plain' : '/index/counter';
+        await load(app.url, route, { connections: 32, seconds: 1 }); // warm-up
+        const before = cpuMs(app.pid);
+        const result = await load(app.url, route, { connections: 32, seconds: SECONDS });
+        result.cpuUs = ((cpuMs(app.pid) - before) * 1000) / (result.rps * SECONDS);
+        results[v.key].push(result);
+      } finally {
+        app.stop();
+      }
+    }
+  }
+  return Object.fromEntries(
+    Object.entries(results).map(([k, xs]) => [
+      k,
+      { rps: median(xs.map((x) => x.rps)), p99: median(xs.map((x) => x.p99)), cpuUs: median(xs.map((x) => x.cpuUs)) },
+    ]),
+  );
+}
+
+function footprint() {
+  const out = {};
+  for (const key of ['jsmap', 'memory']) {
+    progress(`memory footprint: ${SESSIONS} sessions in ${key}`);
+    out[key] = node([
+      '--expose-gc',
+      '--max-old-space-size=8192',
+      path.join(__dirname, 'memory.js'),
+      key,
+      String(SESSIONS),
+    ]);
+  }
+  return out;
+}
+
+function table(rows) {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
+  const line = (r) => '| ' + r.map((c, i) => String(c).padEnd(widths[i])).join(' | ') + ' |';
+  return [line(rows[0]), '|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|', ...rows.slice(1).map(line)].join(
+    '\n',
+  );
+}
+
+(async () => {
+  build();
+  const adapter = adapterLevel();
+  const http = await httpLevel();
+  const memory = footprint();
+  const fmt = (n) => Math.round(n).toLocaleString('en-US');
+  const ratio = (a, b) => (a / b).toFixed(2) + 'x';
+  const mb = (bytes) => (bytes / 1048576).toFixed(1) + ' MiB';
+
+  console.log(
+    `\nthink-session-native bench: Node ${process.version}, ${require('os').cpus().length} cores, medians of ${ROUNDS} rounds\n`,
+  );
+  console.log(
+    table([
+      ['variant', 'adapter ops/s', 'vs baseline', 'HTTP req/s', 'vs baseline', 'HTTP p99 ms', 'app CPU us/req'],
+      ...VARIANTS.map((v) => [
+        v.name,
+        fmt(adapter[v.key]),
+        ratio(adapter[v.key], adapter[BASELINE]),
+        fmt(http[v.key].rps),
+        ratio(http[v.key].rps, http[BASELINE].rps),
+        http[v.key].p99.toFixed(2),
+        http[v.key].cpuUs.toFixed(1),
+      ]),
+    ]),
+  );
+  console.log(`\n${fmt(SESSIONS)} live sessions, after full GC:\n`);
+  console.log(
+    table([
+      ['variant', 'V8 heap used', 'vs baseline', 'RSS', 'vs baseline'],
+      ...['jsmap', 'memory'].map((k) => [
+        VARIANTS.find((v) => v.key === k).name,
+        mb(memory[k].heapUsed),
+        ratio(memory[k].heapUsed, memory[BASELINE].heapUsed),
+        mb(memory[k].rss),
+        ratio(memory[k].rss, memory[BASELINE].rss),
+      ]),
+    ]),
+  );
+})().catch((err) => {
+  console.error(`[bench] failed: ${err.stack || err}`);
+  process.exit(1);
+});

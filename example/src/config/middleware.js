@@ -1,0 +1,1 @@
+module.exports = ['meta', 'payload', 'router', 'logic', 'controller'];
