@@ -80,7 +80,7 @@ fn whole_ms(name: &'static str, ms: f64) -> Result<i64> {
 fn whole_count(name: &'static str, value: Option<f64>, default: usize) -> Result<usize> {
     match value {
         None => Ok(default),
-        Some(v) if v.is_finite() && v >= 1.0 && v <= 9e15 => Ok(v as usize),
+        Some(v) if (1.0..=9e15).contains(&v) => Ok(v as usize),
         Some(v) => Err(Error::InvalidOption {
             name,
             reason: format!("{v} is not a positive whole number"),
