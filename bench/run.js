@@ -106,19 +106,29 @@ async function bootApp(variant) {
   return { url, pid, stop: () => process.kill(-child.pid, 'SIGKILL') };
 }
 
+// Two workloads: the example's page (GET /: two reads, one write, HTML) and a bare
+// counter (one read, one write, JSON); the ceiling serves the same bodies with no session.
+const WORKLOADS = [
+  { name: 'example page', route: (key) => (key === 'none' ? '/index/static' : '/') },
+  { name: 'counter', route: (key) => (key === 'none' ? '/index/plain' : '/index/counter') },
+];
+
 async function httpLevel() {
-  const results = Object.fromEntries(VARIANTS.map((v) => [v.key, []]));
+  const results = {};
+  for (const w of WORKLOADS) for (const v of VARIANTS) results[`${w.name}/${v.key}`] = [];
   for (let round = 1; round <= ROUNDS; round++) {
     for (const v of VARIANTS) {
-      progress(`HTTP level, round ${round}/${ROUNDS}: ${v.name}, 32 connections, ${SECONDS} s`);
       const app = await bootApp(v.key);
       try {
-        const route = v.key === 'none' ? '/index/plain' : '/index/counter';
-        await load(app.url, route, { connections: 32, seconds: 1 }); // warm-up
-        const before = cpuMs(app.pid);
-        const result = await load(app.url, route, { connections: 32, seconds: SECONDS });
-        result.cpuUs = ((cpuMs(app.pid) - before) * 1000) / (result.rps * SECONDS);
-        results[v.key].push(result);
+        for (const w of WORKLOADS) {
+          progress(`HTTP level, round ${round}/${ROUNDS}: ${v.name}, ${w.name}, 32 connections, ${SECONDS} s`);
+          const route = w.route(v.key);
+          await load(app.url, route, { connections: 32, seconds: 1 }); // warm-up
+          const before = cpuMs(app.pid);
+          const result = await load(app.url, route, { connections: 32, seconds: SECONDS });
+          result.cpuUs = ((cpuMs(app.pid) - before) * 1000) / (result.rps * SECONDS);
+          results[`${w.name}/${v.key}`].push(result);
+        }
       } finally {
         app.stop();
       }
@@ -169,18 +179,23 @@ function table(rows) {
   );
   console.log(
     table([
-      ['variant', 'adapter ops/s', 'vs baseline', 'HTTP req/s', 'vs baseline', 'HTTP p99 ms', 'app CPU us/req'],
-      ...VARIANTS.map((v) => [
-        v.name,
-        fmt(adapter[v.key]),
-        ratio(adapter[v.key], adapter[BASELINE]),
-        fmt(http[v.key].rps),
-        ratio(http[v.key].rps, http[BASELINE].rps),
-        http[v.key].p99.toFixed(2),
-        http[v.key].cpuUs.toFixed(1),
-      ]),
+      ['variant', 'adapter ops/s', 'vs baseline'],
+      ...VARIANTS.map((v) => [v.name, fmt(adapter[v.key]), ratio(adapter[v.key], adapter[BASELINE])]),
     ]),
   );
+  for (const w of WORKLOADS) {
+    console.log(`\nHTTP, ${w.name}:\n`);
+    console.log(
+      table([
+        ['variant', 'req/s', 'vs baseline', 'p99 ms', 'app CPU us/req'],
+        ...VARIANTS.map((v) => {
+          const r = http[`${w.name}/${v.key}`];
+          const base = http[`${w.name}/${BASELINE}`];
+          return [v.name, fmt(r.rps), ratio(r.rps, base.rps), r.p99.toFixed(2), r.cpuUs.toFixed(1)];
+        }),
+      ]),
+    );
+  }
   console.log(`\n${fmt(SESSIONS)} live sessions, after full GC:\n`);
   console.log(
     table([

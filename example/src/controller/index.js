@@ -8,7 +8,7 @@ const page = (body) => `<!doctype html>
 ${body}
 </body></html>`;
 
-module.exports = class extends think.Controller {
+class Index extends think.Controller {
   async indexAction() {
     const visits = ((await this.session('visits')) || 0) + 1;
     await this.session('visits', visits);
@@ -37,4 +37,7 @@ module.exports = class extends think.Controller {
     await this.session(null);
     return this.redirect('/');
   }
-};
+}
+
+Index.page = page;
+module.exports = Index;

@@ -1,7 +1,15 @@
-// The example's visit counter, with and without a session.
-module.exports = class extends think.Controller {
+// The example app's pages (the workload of `npm start`), plus a bare counter, a page that
+// never touches the session (the ceiling) and a ping.
+const Example = require('../../../../example/src/controller/index.js');
+
+module.exports = class extends Example {
   pingAction() {
     this.body = { pid: process.pid };
+  }
+
+  staticAction() {
+    this.type = 'text/html';
+    this.body = Example.page('<p>Visits in this session: <b id="visits">1</b></p>');
   }
 
   plainAction() {
