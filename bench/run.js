@@ -171,8 +171,8 @@ function table(rows) {
   const http = await httpLevel();
   const memory = footprint();
   const fmt = (n) => Math.round(n).toLocaleString('en-US');
-  const ratio = (a, b) => (a / b).toFixed(2) + 'x';
-  const mb = (bytes) => (bytes / 1048576).toFixed(1) + ' MiB';
+  const ratio = (a, b) => (Math.max(0, a) / b).toFixed(2) + 'x';
+  const mb = (bytes) => (Math.max(0, bytes) / 1048576).toFixed(1) + ' MiB';
 
   console.log(
     `\nthink-session-native bench: Node ${process.version}, ${require('os').cpus().length} cores, medians of ${ROUNDS} rounds\n`,

@@ -3,10 +3,5 @@ const native = require('../index.js');
 const { NativeSession, MemorySession } = require('./thinkjs3.js');
 const { MemoryStore } = require('./memory.js');
 
-module.exports = {
-  NativeSession,
-  MemorySession,
-  MemoryStore,
-  isValidId: native.isValidId,
-  generateId: native.generateId,
-};
+// The native functions (typed in index.d.ts) and the ThinkJS glue.
+module.exports = { ...native, NativeSession, MemorySession, MemoryStore };

@@ -1,0 +1,25 @@
+// Compiled by `npm run lint` (tsc --noEmit --strict): the typings describe what a user writes.
+import { MemorySession, MemoryStore, NativeSession, SessionError, generateId, isValidId } from '..';
+
+const session: typeof NativeSession = MemorySession;
+export const adapter = {
+  type: 'memory',
+  common: { cookie: { name: 'thinkjs' }, maxAge: '1d' },
+  memory: { handle: session, maxEntries: 100000, maxBytes: 65536 },
+};
+
+export async function use(ctx: object): Promise<number> {
+  const handle = new MemorySession({ cookie: generateId(), maxAge: 3600000 }, ctx, { name: 'thinkjs' });
+  await handle.set('user', { name: 'ann' });
+  const user: unknown = await handle.get('user');
+  await handle.update();
+  await handle.delete();
+  const store = new MemoryStore({ maxEntries: 10 });
+  store.apply(handle.id, '{"a":1}', 1000);
+  const text: string | null = store.load(handle.id, 0.5);
+  return (user && text && isValidId(handle.id) ? 1 : 0) + (await handle.gc()) + store.size;
+}
+
+export function codeOf(err: SessionError): string {
+  return err.code;
+}
