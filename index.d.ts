@@ -64,18 +64,18 @@ export declare class MemorySession extends NativeSession {
 
 /** The memory store behind MemorySession, for direct use: JSON text in and out, synchronous. */
 export declare class MemoryStore {
-  constructor(options?: MemoryStoreOptions)
+  constructor(options?: MemoryStoreOptions);
   /** The slot the native side knows this store by. */
-  readonly slot: number
+  readonly slot: number;
   /** The session's data as JSON text, or null; a leading space marks a read that also refreshed the expiry. */
-  load(id: string, autoUpdateRate: number): string | null
+  load(id: string, autoUpdateRate: number): string | null;
   /** Merges a JSON object of changes (null removes a key) and sets the expiry to now + maxAgeMs. */
-  apply(id: string, changes: string, maxAgeMs: number): void
-  destroy(id: string): void
+  apply(id: string, changes: string, maxAgeMs: number): void;
+  destroy(id: string): void;
   /** Removes expired sessions on a worker thread; resolves with how many went. */
-  gc(): Promise<number>
+  gc(): Promise<number>;
   /** Sessions held, live or not yet collected. */
-  readonly size: number
+  readonly size: number;
 }
 
 /**
