@@ -86,6 +86,40 @@ export declare class MemoryStore {
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/**
+ * Merges `changes` (a JSON object; `null` removes a key) into the session file under
+ * the store's lock and sets its expiry to now + `maxAgeMs`.
+ */
+export declare function fileStoreApply(slot: number, id: string, changes: string, maxAgeMs: number): Promise<void>
+
+/**
+ * Creates a store of one file per session and returns its slot. Every call on it runs
+ * on the libuv thread pool and resolves once the file system has the change.
+ */
+export declare function fileStoreCreate(options: FileStoreOptions): number
+
+export declare function fileStoreDestroy(slot: number, id: string): Promise<void>
+
+/** Removes expired and unreadable session files on a worker thread; resolves with how many went. */
+export declare function fileStoreGc(slot: number): Promise<number>
+
+/**
+ * The data of the live session as JSON text, or null; as memoryStoreLoad, a leading
+ * space marks a read that also refreshed the expiry.
+ */
+export declare function fileStoreLoad(slot: number, id: string, autoUpdateRate: number): Promise<string | null>
+
+export interface FileStoreOptions {
+  /** The folder of the session files; an absolute path. */
+  sessionPath: string
+  /** 'thinkjs3' (think-session-file's layout, the default) or 'thinkjs2'. */
+  format?: string
+  /** With 'thinkjs2': how many leading characters of the id become folders. Default 1. */
+  pathDepth?: number
+  /** Most bytes of JSON per session; a larger write fails with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
+  maxBytes?: number
+}
+
 /** A fresh session id: a uuid v4 from the operating system's secure random source. */
 export declare function generateId(): string
 
@@ -107,7 +141,7 @@ export declare function memoryStoreCreate(options?: MemoryStoreOptions | undefin
 export declare function memoryStoreDestroy(slot: number, id: string): void
 
 /** Removes expired records on a worker thread; resolves with how many went. */
-export declare function memoryStoreGc(slot: number): Promise<unknown>
+export declare function memoryStoreGc(slot: number): Promise<number>
 
 /**
  * The data of the live session as JSON text, or null. When less than `autoUpdateRate`

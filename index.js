@@ -835,6 +835,11 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.fileStoreApply = nativeBinding.fileStoreApply
+module.exports.fileStoreCreate = nativeBinding.fileStoreCreate
+module.exports.fileStoreDestroy = nativeBinding.fileStoreDestroy
+module.exports.fileStoreGc = nativeBinding.fileStoreGc
+module.exports.fileStoreLoad = nativeBinding.fileStoreLoad
 module.exports.generateId = nativeBinding.generateId
 module.exports.isValidId = nativeBinding.isValidId
 module.exports.memoryStoreApply = nativeBinding.memoryStoreApply

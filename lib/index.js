@@ -1,7 +1,7 @@
 'use strict';
 const native = require('../index.js');
-const { NativeSession, MemorySession } = require('./thinkjs3.js');
-const { MemoryStore } = require('./memory.js');
+const { NativeSession, MemorySession, FileSession } = require('./thinkjs3.js');
+const { MemoryStore, FileStore } = require('./stores.js');
 
 // The native functions (typed in index.d.ts) and the ThinkJS glue.
-module.exports = { ...native, NativeSession, MemorySession, MemoryStore };
+module.exports = { ...native, NativeSession, MemorySession, FileSession, MemoryStore, FileStore };

@@ -3,7 +3,8 @@
 // Storage logic lives in Rust; this file maps the request lifecycle onto a store.
 const ms = require('ms');
 const native = require('../index.js');
-const { MemoryStore } = require('./memory.js');
+const path = require('path');
+const { MemoryStore, FileStore } = require('./stores.js');
 
 const DAY = 24 * 3600 * 1000;
 const HOUR = 3600 * 1000;
@@ -204,4 +205,20 @@ class MemorySession extends NativeSession {
   }
 }
 
-module.exports = { NativeSession, MemorySession, sessionError };
+// think-session-file's layout and options, so swapping the handle keeps every session.
+class FileSession extends NativeSession {
+  static storeFor(options) {
+    const sessionPath = FileSession.sessionPath(options);
+    const { format = 'thinkjs3', pathDepth, maxBytes } = options;
+    const key = `file:${sessionPath}:${format}:${pathDepth}:${maxBytes}`;
+    return sharedStore(key, options, () => new FileStore({ sessionPath, format, pathDepth, maxBytes }));
+  }
+
+  static sessionPath(options) {
+    if (options.sessionPath) return path.resolve(options.sessionPath);
+    if (global.think && global.think.RUNTIME_PATH) return path.join(global.think.RUNTIME_PATH, 'session');
+    throw sessionError('ERR_SESSION_OPTIONS', 'FileSession needs `sessionPath`, the folder of the session files');
+  }
+}
+
+module.exports = { NativeSession, MemorySession, FileSession, sessionError };

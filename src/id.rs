@@ -55,6 +55,11 @@ impl fmt::Display for SessionId {
     }
 }
 
+/// The id alphabet: `[A-Za-z0-9_-]`, nothing that a path, a key pattern or SQL gives meaning.
+pub fn is_id_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
 /// True when `id` may be used as a session id.
 pub fn is_valid(id: &str) -> bool {
     check(id).is_ok()
@@ -67,10 +72,7 @@ fn check(id: &str) -> Result<()> {
             id.len()
         )));
     }
-    match id
-        .bytes()
-        .find(|b| !(b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_'))
-    {
+    match id.bytes().find(|b| !is_id_byte(*b)) {
         Some(b) => Err(Error::InvalidId(format!(
             "byte 0x{b:02x} is outside [A-Za-z0-9_-]"
         ))),

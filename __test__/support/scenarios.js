@@ -15,16 +15,17 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  * @param {string} store.session   JS source of the `exports.session` adapter config
  * @param {string[]} [store.thinkjs] ThinkJS versions to run on
  * @param {number} [store.workers] worker processes of the app
- * @param {() => Promise<void>} [store.afterForged] store-specific check that forged cookies touched nothing
+ * @param {(dir: string) => void} [store.afterForged] store-specific check that forged cookies touched nothing (dir: the app)
  */
 function runScenarios(store) {
   for (const thinkjs of store.thinkjs || ['4.0.0', '3.2.15']) {
-    describe(`${store.name} on thinkjs@${thinkjs} (${store.workers || 1} worker)`, () => {
+    describe(`${store.name} on thinkjs@${thinkjs} (${store.workers || 1} worker${store.workers > 1 ? 's' : ''})`, () => {
       let app;
+      let dir;
       const client = () => new Client(app.url);
 
       before(async () => {
-        const dir = prepareApp({ name: store.name, thinkjs, session: store.session });
+        dir = prepareApp({ name: store.name, thinkjs, session: store.session });
         app = await bootApp(dir, { workers: store.workers || 1 });
       });
       after(() => app && app.stop());
@@ -108,7 +109,7 @@ function runScenarios(store) {
           assert.deepEqual((await c.request('/index/counter')).body, { n: 2 }, 'the fresh session works');
         }
         assert.deepEqual((await victim.request('/index/all')).body, { owner: 'victim' });
-        if (store.afterForged) await store.afterForged();
+        if (store.afterForged) store.afterForged(dir);
       });
     });
   }

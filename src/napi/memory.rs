@@ -1,10 +1,7 @@
-use std::sync::Arc;
-
 use napi::bindgen_prelude::AsyncTask;
-use napi::{Env, Task};
 use napi_derive::napi;
 
-use super::{parse_id, whole_count, whole_ms, Result, Slots};
+use super::{blocking, parse_id, whole_count, whole_ms, Blocking, Result, Slots};
 use crate::session::{now_ms, Patch};
 use crate::store::memory::{self, MemoryOptions, MemoryStore};
 
@@ -62,23 +59,9 @@ pub fn memory_store_size(slot: u32) -> Result<u32> {
     Ok(STORES.get(slot)?.len() as u32)
 }
 
-pub struct MemoryGc(Arc<MemoryStore>);
-
-impl Task for MemoryGc {
-    type Output = u32;
-    type JsValue = u32;
-
-    fn compute(&mut self) -> napi::Result<u32> {
-        Ok(self.0.gc_now(now_ms()) as u32)
-    }
-
-    fn resolve(&mut self, _env: Env, removed: u32) -> napi::Result<u32> {
-        Ok(removed)
-    }
-}
-
 /// Removes expired records on a worker thread; resolves with how many went.
-#[napi]
-pub fn memory_store_gc(slot: u32) -> Result<AsyncTask<MemoryGc>> {
-    Ok(AsyncTask::new(MemoryGc(STORES.get(slot)?)))
+#[napi(ts_return_type = "Promise<number>")]
+pub fn memory_store_gc(slot: u32) -> Result<AsyncTask<Blocking<u32>>> {
+    let store = STORES.get(slot)?;
+    Ok(blocking(move || Ok(store.gc_now(now_ms()) as u32)))
 }

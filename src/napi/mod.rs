@@ -2,10 +2,13 @@
 
 use std::sync::{Arc, RwLock};
 
+use napi::bindgen_prelude::{AsyncTask, ToNapiValue, TypeName};
+use napi::{Env, JsError, Status, Task};
 use napi_derive::napi;
 
 use crate::error::{Error, ErrorCode};
 
+mod file;
 mod memory;
 
 pub type Result<T> = napi::Result<T, ErrorCode>;
@@ -46,6 +49,53 @@ impl<T> Slots<T> {
             }
             .into()
         })
+    }
+}
+
+/// A store call for the libuv thread pool, off the JS thread; a failure rejects with
+/// an Error carrying the package's code, as synchronous calls throw.
+pub struct Blocking<T> {
+    work: Option<Box<dyn FnOnce() -> crate::Result<T> + Send>>,
+    failure: Option<ErrorCode>,
+}
+
+pub fn blocking<T: ToNapiValue + TypeName + Send + 'static>(
+    work: impl FnOnce() -> crate::Result<T> + Send + 'static,
+) -> AsyncTask<Blocking<T>> {
+    AsyncTask::new(Blocking {
+        work: Some(Box::new(work)),
+        failure: None,
+    })
+}
+
+impl<T: ToNapiValue + TypeName + Send + 'static> Task for Blocking<T> {
+    type Output = T;
+    type JsValue = T;
+
+    fn compute(&mut self) -> napi::Result<T> {
+        let work = self
+            .work
+            .take()
+            .ok_or_else(|| napi::Error::new(Status::GenericFailure, "a store task ran twice"))?;
+        work().map_err(|err| {
+            self.failure = Some(err.code());
+            napi::Error::new(Status::GenericFailure, err.to_string())
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, output: T) -> napi::Result<T> {
+        Ok(output)
+    }
+
+    fn reject(&mut self, env: Env, err: napi::Error) -> napi::Result<T> {
+        match self.failure {
+            Some(code) => {
+                let error =
+                    JsError::from(napi::Error::new(code, err.reason.clone())).into_unknown(env);
+                Err(napi::Error::from(error))
+            }
+            None => Err(err),
+        }
     }
 }
 

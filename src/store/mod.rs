@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::id::SessionId;
 use crate::session::{Patch, Record};
 
+pub mod file;
 pub mod memory;
 
 #[async_trait]

@@ -1,0 +1,45 @@
+'use strict';
+// The native stores as the handles see them: load/apply/destroy/gc on one store slot.
+// Memory answers synchronously; the file store returns promises settled off the JS thread.
+const native = require('../index.js');
+
+function nativeStore(kind) {
+  const create = native[`${kind}StoreCreate`];
+  const load = native[`${kind}StoreLoad`];
+  const apply = native[`${kind}StoreApply`];
+  const destroy = native[`${kind}StoreDestroy`];
+  const gc = native[`${kind}StoreGc`];
+  return class {
+    constructor(options) {
+      this.slot = create(options);
+    }
+
+    /** The data as JSON text, or null; a leading space marks a read that refreshed the expiry. */
+    load(id, autoUpdateRate) {
+      return load(this.slot, id, autoUpdateRate);
+    }
+
+    /** Merges a JSON object of changes (null removes a key); expiry becomes now + maxAgeMs. */
+    apply(id, changes, maxAgeMs) {
+      return apply(this.slot, id, changes, maxAgeMs);
+    }
+
+    destroy(id) {
+      return destroy(this.slot, id);
+    }
+
+    gc() {
+      return gc(this.slot);
+    }
+  };
+}
+
+class MemoryStore extends nativeStore('memory') {
+  get size() {
+    return native.memoryStoreSize(this.slot);
+  }
+}
+
+class FileStore extends nativeStore('file') {}
+
+module.exports = { MemoryStore, FileStore };

@@ -1,0 +1,94 @@
+use std::path::PathBuf;
+
+use napi::bindgen_prelude::AsyncTask;
+use napi_derive::napi;
+
+use super::{blocking, parse_id, whole_count, whole_ms, Blocking, Result, Slots};
+use crate::error::Error;
+use crate::session::{now_ms, Patch};
+use crate::store::file::{self, FileOptions, FileStore, Layout};
+
+static STORES: Slots<FileStore> = Slots::new();
+
+#[napi(object)]
+pub struct FileStoreOptions {
+    /// The folder of the session files; an absolute path.
+    pub session_path: String,
+    /// 'thinkjs3' (think-session-file's layout, the default) or 'thinkjs2'.
+    pub format: Option<String>,
+    /// With 'thinkjs2': how many leading characters of the id become folders. Default 1.
+    pub path_depth: Option<f64>,
+    /// Most bytes of JSON per session; a larger write fails with ERR_SESSION_TOO_LARGE. Default 1 MiB.
+    pub max_bytes: Option<f64>,
+}
+
+/// Creates a store of one file per session and returns its slot. Every call on it runs
+/// on the libuv thread pool and resolves once the file system has the change.
+#[napi]
+pub fn file_store_create(options: FileStoreOptions) -> Result<u32> {
+    let layout = match options.format.as_deref() {
+        None | Some("thinkjs3") => Layout::ThinkJs3,
+        Some("thinkjs2") => Layout::ThinkJs2 {
+            depth: whole_count("pathDepth", options.path_depth, 1)?,
+        },
+        Some(other) => {
+            return Err(Error::InvalidOption {
+                name: "format",
+                reason: format!("{other:?} is neither 'thinkjs3' nor 'thinkjs2'"),
+            }
+            .into())
+        }
+    };
+    Ok(STORES.insert(FileStore::new(FileOptions {
+        root: PathBuf::from(options.session_path),
+        layout,
+        max_bytes: whole_count("maxBytes", options.max_bytes, file::DEFAULT_MAX_BYTES)?,
+    })?))
+}
+
+/// The data of the live session as JSON text, or null; as memoryStoreLoad, a leading
+/// space marks a read that also refreshed the expiry.
+#[napi(ts_return_type = "Promise<string | null>")]
+pub fn file_store_load(
+    slot: u32,
+    id: String,
+    auto_update_rate: f64,
+) -> Result<AsyncTask<Blocking<Option<String>>>> {
+    let store = STORES.get(slot)?;
+    let id = parse_id(id)?;
+    Ok(blocking(move || {
+        let loaded = store.load_data_blocking(&id, now_ms(), auto_update_rate)?;
+        Ok(loaded.map(|(data, refreshed)| if refreshed { format!(" {data}") } else { data }))
+    }))
+}
+
+/// Merges `changes` (a JSON object; `null` removes a key) into the session file under
+/// the store's lock and sets its expiry to now + `maxAgeMs`.
+#[napi(ts_return_type = "Promise<void>")]
+pub fn file_store_apply(
+    slot: u32,
+    id: String,
+    changes: String,
+    max_age_ms: f64,
+) -> Result<AsyncTask<Blocking<()>>> {
+    let store = STORES.get(slot)?;
+    let id = parse_id(id)?;
+    let patch = Patch::from_json(&changes, whole_ms("maxAge", max_age_ms)?)?;
+    Ok(blocking(move || {
+        store.apply_patch_blocking(&id, &patch, now_ms())
+    }))
+}
+
+#[napi(ts_return_type = "Promise<void>")]
+pub fn file_store_destroy(slot: u32, id: String) -> Result<AsyncTask<Blocking<()>>> {
+    let store = STORES.get(slot)?;
+    let id = parse_id(id)?;
+    Ok(blocking(move || store.destroy_blocking(&id)))
+}
+
+/// Removes expired and unreadable session files on a worker thread; resolves with how many went.
+#[napi(ts_return_type = "Promise<number>")]
+pub fn file_store_gc(slot: u32) -> Result<AsyncTask<Blocking<u32>>> {
+    let store = STORES.get(slot)?;
+    Ok(blocking(move || Ok(store.gc_blocking(now_ms())? as u32)))
+}

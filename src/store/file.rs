@@ -1,0 +1,517 @@
+//! One file per session, in the layouts of think-session-file (ThinkJS 3/4) and of
+//! ThinkJS 2's file adapter, so sessions survive a switch in either direction (G4).
+//!
+//! Writes go to a temporary file in the same folder and are renamed over the session
+//! file, so a reader or a killed process only ever sees a whole file. A patch is merged
+//! under an exclusive `flock` on the store's folder, which holds between the threads of
+//! one process and between processes (ThinkJS workers share one folder), so concurrent
+//! writers of different keys all survive (G2). Every call blocks: the bindings run it on
+//! a worker thread.
+
+use std::fs::{self, File};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::error::{Error, Result};
+use crate::id::{self, SessionId};
+use crate::session::{Patch, Record};
+use crate::store::SessionStore;
+
+pub const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
+const TEMP_SUFFIX: &str = ".tmp";
+/// A temporary file this old was left by a writer that died; gc removes it.
+const STALE_TEMP: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// think-session-file: `<root>/<id>`, `{"expires","maxAge","data"}`.
+    ThinkJs3,
+    /// ThinkJS 2: `<root>/<first `depth` chars of id, a folder each>/<id>.json`,
+    /// `{"data","expire","timeout"}` with timeout in seconds.
+    ThinkJs2 { depth: usize },
+}
+
+#[derive(Debug, Clone)]
+pub struct FileOptions {
+    pub root: PathBuf,
+    pub layout: Layout,
+    pub max_bytes: usize,
+}
+
+pub struct FileStore {
+    root: PathBuf,
+    layout: Layout,
+    max_bytes: usize,
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl FileStore {
+    pub fn new(options: FileOptions) -> Result<Self> {
+        if !options.root.is_absolute() {
+            return Err(Error::InvalidOption {
+                name: "sessionPath",
+                reason: format!("{} is not an absolute path", options.root.display()),
+            });
+        }
+        if let Layout::ThinkJs2 { depth } = options.layout {
+            if depth > id::MIN_LEN {
+                return Err(Error::InvalidOption {
+                    name: "pathDepth",
+                    reason: format!(
+                        "{depth} is more than the shortest id ({} characters)",
+                        id::MIN_LEN
+                    ),
+                });
+            }
+        }
+        Ok(FileStore {
+            root: options.root,
+            layout: options.layout,
+            max_bytes: options.max_bytes,
+        })
+    }
+
+    /// The file of `id`. Ids hold only `[A-Za-z0-9_-]` (G5), so this never leaves `root`.
+    fn path_of(&self, id: &SessionId) -> PathBuf {
+        match self.layout {
+            Layout::ThinkJs3 => self.root.join(id.as_str()),
+            Layout::ThinkJs2 { depth } => {
+                let mut path = self.root.clone();
+                for c in id.as_str().chars().take(depth) {
+                    path.push(c.to_string());
+                }
+                path.push(format!("{id}.json"));
+                path
+            }
+        }
+    }
+
+    fn io_error(&self, path: &Path, err: std::io::Error) -> Error {
+        Error::store("file", format!("{}: {err}", path.display()))
+    }
+
+    /// The record in `path`; a missing file is none, and so is one that does not parse
+    /// as a session (corrupt or foreign): gc removes those.
+    fn read(&self, path: &Path) -> Result<Option<Record>> {
+        match fs::read(path) {
+            Ok(bytes) => Ok(self.decode(&bytes)),
+            Err(err) if err.kind() == ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(self.io_error(path, err)),
+        }
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Option<Record> {
+        #[derive(Deserialize)]
+        struct ThinkJs3File<'a> {
+            expires: f64,
+            #[serde(rename = "maxAge")]
+            max_age: Option<f64>,
+            #[serde(borrow)]
+            data: &'a RawValue,
+        }
+        #[derive(Deserialize)]
+        struct ThinkJs2File<'a> {
+            #[serde(borrow)]
+            data: &'a RawValue,
+            expire: f64,
+            timeout: Option<f64>,
+        }
+        let text = std::str::from_utf8(bytes).ok()?;
+        let (data, expires, max_age) = match self.layout {
+            Layout::ThinkJs3 => {
+                let file: ThinkJs3File = serde_json::from_str(text).ok()?;
+                (file.data, file.expires, file.max_age.unwrap_or(0.0))
+            }
+            Layout::ThinkJs2 { .. } => {
+                let file: ThinkJs2File = serde_json::from_str(text).ok()?;
+                (file.data, file.expire, file.timeout.unwrap_or(0.0) * 1000.0)
+            }
+        };
+        if !data.get().starts_with('{') {
+            return None;
+        }
+        Some(Record {
+            data: data.get().to_owned(),
+            expires_at_ms: expires as i64,
+            max_age_ms: max_age as i64,
+        })
+    }
+
+    fn encode(&self, record: &Record) -> String {
+        match self.layout {
+            Layout::ThinkJs3 => format!(
+                "{{\"expires\":{},\"maxAge\":{},\"data\":{}}}",
+                record.expires_at_ms, record.max_age_ms, record.data
+            ),
+            Layout::ThinkJs2 { .. } => format!(
+                "{{\"data\":{},\"expire\":{},\"timeout\":{}}}",
+                record.data,
+                record.expires_at_ms,
+                record.max_age_ms / 1000
+            ),
+        }
+    }
+
+    /// Replaces `path` whole: a temporary file in the same folder, then a rename.
+    fn write(&self, path: &Path, record: &Record) -> Result<()> {
+        let dir = path.parent().unwrap_or(&self.root);
+        fs::create_dir_all(dir).map_err(|e| self.io_error(dir, e))?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("session");
+        let temp = dir.join(format!(
+            ".{name}.{}.{}{TEMP_SUFFIX}",
+            std::process::id(),
+            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = File::create(&temp)
+            .and_then(|mut file| file.write_all(self.encode(record).as_bytes()))
+            .and_then(|_| fs::rename(&temp, path));
+        if let Err(err) = written {
+            let _ = fs::remove_file(&temp);
+            return Err(self.io_error(path, err));
+        }
+        Ok(())
+    }
+
+    /// Holds the store's exclusive lock (between threads and processes) while `f` runs.
+    fn locked<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        fs::create_dir_all(&self.root).map_err(|e| self.io_error(&self.root, e))?;
+        let lock = File::open(&self.root).map_err(|e| self.io_error(&self.root, e))?;
+        lock.lock().map_err(|e| self.io_error(&self.root, e))?;
+        let result = f();
+        drop(lock); // closing the folder releases the lock
+        result
+    }
+
+    pub fn load_blocking(&self, id: &SessionId, now_ms: i64) -> Result<Option<Record>> {
+        let path = self.path_of(id);
+        Ok(self.read(&path)?.filter(|r| r.is_live(now_ms)))
+    }
+
+    /// The live data, refreshing the expiry when `auto_update_rate` says so (the flag).
+    pub fn load_data_blocking(
+        &self,
+        id: &SessionId,
+        now_ms: i64,
+        rate: f64,
+    ) -> Result<Option<(String, bool)>> {
+        let path = self.path_of(id);
+        let Some(record) = self.read(&path)?.filter(|r| r.is_live(now_ms)) else {
+            return Ok(None);
+        };
+        if !record.needs_refresh(now_ms, rate) {
+            return Ok(Some((record.data, false)));
+        }
+        self.locked(|| match self.read(&path)?.filter(|r| r.is_live(now_ms)) {
+            Some(mut current) => {
+                current.refresh(now_ms);
+                self.write(&path, &current)?;
+                Ok(Some((current.data, true)))
+            }
+            None => Ok(None),
+        })
+    }
+
+    pub fn apply_patch_blocking(&self, id: &SessionId, patch: &Patch, now_ms: i64) -> Result<()> {
+        let path = self.path_of(id);
+        self.locked(|| {
+            let current = self.read(&path)?.filter(|r| r.is_live(now_ms));
+            let next = patch.apply_to(current.as_ref(), now_ms, self.max_bytes)?;
+            self.write(&path, &next)
+        })
+    }
+
+    pub fn touch_blocking(&self, id: &SessionId, max_age_ms: i64, now_ms: i64) -> Result<bool> {
+        let path = self.path_of(id);
+        self.locked(|| match self.read(&path)?.filter(|r| r.is_live(now_ms)) {
+            Some(current) => {
+                let next =
+                    Patch::touch(max_age_ms)?.apply_to(Some(&current), now_ms, usize::MAX)?;
+                self.write(&path, &next).map(|_| true)
+            }
+            None => Ok(false),
+        })
+    }
+
+    pub fn destroy_blocking(&self, id: &SessionId) -> Result<()> {
+        let path = self.path_of(id);
+        match fs::remove_file(&path) {
+            Err(err) if err.kind() != ErrorKind::NotFound => Err(self.io_error(&path, err)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes expired and unreadable session files and stale temporary files; files
+    /// whose names are not session files are never touched. Candidates are found without
+    /// the lock and removed under it in small batches, each checked again, so a session
+    /// rewritten meanwhile survives and writers never wait long.
+    pub fn gc_blocking(&self, now_ms: i64) -> Result<u64> {
+        let mut removed = 0;
+        let mut candidates = Vec::new();
+        let mut dirs = vec![self.root.clone()];
+        while let Some(dir) = dirs.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(err) if err.kind() == ErrorKind::NotFound => continue,
+                Err(err) => return Err(self.io_error(&dir, err)),
+            };
+            for entry in entries.flatten() {
+                let (Ok(kind), Some(name)) = (
+                    entry.file_type(),
+                    entry.file_name().to_str().map(str::to_owned),
+                ) else {
+                    continue;
+                };
+                let path = entry.path();
+                if kind.is_dir() {
+                    let nested = matches!(self.layout, Layout::ThinkJs2 { .. });
+                    if nested && name.len() == 1 && id::is_id_byte(name.as_bytes()[0]) {
+                        dirs.push(path);
+                    }
+                } else if name.starts_with('.') && name.ends_with(TEMP_SUFFIX) {
+                    let stale = entry
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .map(|t| {
+                            SystemTime::now().duration_since(t).unwrap_or_default() > STALE_TEMP
+                        })
+                        .unwrap_or(false);
+                    if stale && fs::remove_file(&path).is_ok() {
+                        removed += 1;
+                    }
+                } else if self.is_session_file(&name) && self.is_dead(&path, now_ms) {
+                    candidates.push(path);
+                }
+            }
+        }
+        for batch in candidates.chunks(256) {
+            removed += self.locked(|| {
+                Ok(batch
+                    .iter()
+                    .filter(|path| self.is_dead(path, now_ms) && fs::remove_file(path).is_ok())
+                    .count() as u64)
+            })?;
+        }
+        Ok(removed)
+    }
+
+    /// Expired, or not a session at all; a file that cannot be read now is left alone.
+    fn is_dead(&self, path: &Path, now_ms: i64) -> bool {
+        match fs::read(path) {
+            Ok(bytes) => self.decode(&bytes).is_none_or(|r| !r.is_live(now_ms)),
+            Err(_) => false,
+        }
+    }
+
+    fn is_session_file(&self, name: &str) -> bool {
+        match self.layout {
+            Layout::ThinkJs3 => id::is_valid(name),
+            Layout::ThinkJs2 { .. } => name.strip_suffix(".json").is_some_and(id::is_valid),
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for FileStore {
+    async fn load(&self, id: &SessionId, now_ms: i64) -> Result<Option<Record>> {
+        self.load_blocking(id, now_ms)
+    }
+
+    async fn apply_patch(&self, id: &SessionId, patch: &Patch, now_ms: i64) -> Result<()> {
+        self.apply_patch_blocking(id, patch, now_ms)
+    }
+
+    async fn touch(&self, id: &SessionId, max_age_ms: i64, now_ms: i64) -> Result<bool> {
+        self.touch_blocking(id, max_age_ms, now_ms)
+    }
+
+    async fn destroy(&self, id: &SessionId) -> Result<()> {
+        self.destroy_blocking(id)
+    }
+
+    async fn gc(&self, now_ms: i64) -> Result<u64> {
+        self.gc_blocking(now_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &Path, layout: Layout) -> FileStore {
+        FileStore::new(FileOptions {
+            root: dir.join("sessions"),
+            layout,
+            max_bytes: DEFAULT_MAX_BYTES,
+        })
+        .unwrap()
+    }
+
+    fn id(s: &str) -> SessionId {
+        SessionId::parse(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn meets_the_store_contract_in_both_layouts() {
+        for layout in [Layout::ThinkJs3, Layout::ThinkJs2 { depth: 2 }] {
+            let dir = tempfile::tempdir().unwrap();
+            crate::store::conformance::check(&store(dir.path(), layout)).await;
+        }
+    }
+
+    #[test]
+    fn writes_think_session_files_format_at_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), Layout::ThinkJs3);
+        let patch = Patch::from_json(r#"{"user":"ann"}"#, 1_000).unwrap();
+        s.apply_patch_blocking(&id("abcdefgh-1"), &patch, 5_000)
+            .unwrap();
+        let text = fs::read_to_string(dir.path().join("sessions/abcdefgh-1")).unwrap();
+        assert_eq!(
+            text,
+            r#"{"expires":6000,"maxAge":1000,"data":{"user":"ann"}}"#
+        );
+    }
+
+    #[test]
+    fn writes_thinkjs2_format_at_its_nested_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), Layout::ThinkJs2 { depth: 2 });
+        let patch = Patch::from_json(r#"{"user":"ann"}"#, 3_600_000).unwrap();
+        s.apply_patch_blocking(&id("abcdefgh_2"), &patch, 5_000)
+            .unwrap();
+        let text = fs::read_to_string(dir.path().join("sessions/a/b/abcdefgh_2.json")).unwrap();
+        assert_eq!(
+            text,
+            r#"{"data":{"user":"ann"},"expire":3605000,"timeout":3600}"#
+        );
+        // and reads what ThinkJS 2 wrote
+        fs::create_dir_all(dir.path().join("sessions/x/y")).unwrap();
+        fs::write(
+            dir.path().join("sessions/x/y/xyzabcdefgh.json"),
+            r#"{"data":{"n":1},"expire":99999999999999,"timeout":86400}"#,
+        )
+        .unwrap();
+        let record = s.load_blocking(&id("xyzabcdefgh"), 0).unwrap().unwrap();
+        assert_eq!(record.data, r#"{"n":1}"#);
+        assert_eq!(record.max_age_ms, 86_400_000);
+    }
+
+    #[test]
+    fn corrupt_and_foreign_files_are_no_session_and_gc_removes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), Layout::ThinkJs3);
+        let root = dir.path().join("sessions");
+        fs::create_dir_all(&root).unwrap();
+        fs::write(root.join("corrupt-session"), "{\"expires\":").unwrap();
+        fs::write(root.join("foreign-session"), "[1,2,3]").unwrap();
+        fs::write(
+            root.join("arraydata-session"),
+            r#"{"expires":99999999999999,"data":[1]}"#,
+        )
+        .unwrap();
+        fs::write(root.join("not a session.txt"), "keep me").unwrap();
+        for name in ["corrupt-session", "foreign-session", "arraydata-session"] {
+            assert!(s.load_blocking(&id(name), 0).unwrap().is_none(), "{name}");
+        }
+        // a write over a corrupt file starts afresh
+        let patch = Patch::from_json(r#"{"a":1}"#, 1_000).unwrap();
+        s.apply_patch_blocking(&id("corrupt-session"), &patch, 0)
+            .unwrap();
+        assert_eq!(
+            s.load_blocking(&id("corrupt-session"), 1)
+                .unwrap()
+                .unwrap()
+                .data,
+            r#"{"a":1}"#
+        );
+        assert_eq!(s.gc_blocking(1).unwrap(), 2);
+        assert!(
+            root.join("not a session.txt").exists(),
+            "files that are not sessions stay"
+        );
+        assert!(
+            root.join("corrupt-session").exists(),
+            "the rewritten session stays"
+        );
+    }
+
+    #[test]
+    fn rejects_relative_paths_and_deep_layouts() {
+        let relative = FileStore::new(FileOptions {
+            root: PathBuf::from("runtime/session"),
+            layout: Layout::ThinkJs3,
+            max_bytes: 10,
+        });
+        assert_eq!(
+            relative.err().unwrap().code().as_str(),
+            "ERR_SESSION_OPTIONS"
+        );
+        let deep = FileStore::new(FileOptions {
+            root: PathBuf::from("/tmp/x"),
+            layout: Layout::ThinkJs2 { depth: 9 },
+            max_bytes: 10,
+        });
+        assert_eq!(deep.err().unwrap().code().as_str(), "ERR_SESSION_OPTIONS");
+    }
+
+    #[test]
+    fn concurrent_writers_of_distinct_keys_all_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(store(dir.path(), Layout::ThinkJs3));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for k in 0..25 {
+                        let patch =
+                            Patch::from_json(&format!(r#"{{"t{t}k{k}":{k}}}"#), 60_000).unwrap();
+                        s.apply_patch_blocking(&id("shared-session"), &patch, 0)
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let data: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+            &s.load_blocking(&id("shared-session"), 1)
+                .unwrap()
+                .unwrap()
+                .data,
+        )
+        .unwrap();
+        assert_eq!(data.len(), 200);
+        let leftovers: Vec<_> = fs::read_dir(dir.path().join("sessions")).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary files are left behind");
+    }
+
+    #[test]
+    fn an_unwritable_folder_is_a_store_error_naming_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain-file");
+        fs::write(&file, "x").unwrap();
+        let s = FileStore::new(FileOptions {
+            root: file.join("sessions"),
+            layout: Layout::ThinkJs3,
+            max_bytes: 100,
+        })
+        .unwrap();
+        let patch = Patch::from_json(r#"{"a":1}"#, 1_000).unwrap();
+        let err = s
+            .apply_patch_blocking(&id("abcdefgh"), &patch, 0)
+            .unwrap_err();
+        assert_eq!(err.code().as_str(), "ERR_SESSION_STORE");
+        assert!(err.to_string().contains("plain-file"), "{err}");
+    }
+}
