@@ -52,7 +52,7 @@ if (sourceCheckout) {
   );
   const status = run('cargo', ['build', '--release', '--lib']);
   if (status !== 'ok')
-    fail('the Rust build failed (see the cargo output above); check that your Rust toolchain is 1.88 or newer.');
+    fail('the Rust build failed (see the cargo output above); check that your Rust toolchain is 1.89 or newer.');
   const targetDir = process.env.CARGO_TARGET_DIR || path.join(root, 'target');
   const built =
     {

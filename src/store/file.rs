@@ -278,13 +278,12 @@ impl FileStore {
                         dirs.push(path);
                     }
                 } else if name.starts_with('.') && name.ends_with(TEMP_SUFFIX) {
-                    let stale = entry
+                    let age = entry
                         .metadata()
                         .and_then(|m| m.modified())
-                        .map(|t| {
-                            SystemTime::now().duration_since(t).unwrap_or_default() > STALE_TEMP
-                        })
-                        .unwrap_or(false);
+                        .map(|t| SystemTime::now().duration_since(t).unwrap_or_default())
+                        .unwrap_or_default();
+                    let stale = age > STALE_TEMP || temp_writer_is_gone(&name);
                     if stale && fs::remove_file(&path).is_ok() {
                         removed += 1;
                     }
@@ -317,6 +316,21 @@ impl FileStore {
             Layout::ThinkJs3 => id::is_valid(name),
             Layout::ThinkJs2 { .. } => name.strip_suffix(".json").is_some_and(id::is_valid),
         }
+    }
+}
+
+/// Temporary files are named `.<file>.<pid>.<n>.tmp`; on Linux a writer whose process
+/// is gone (killed mid-write, say) left its file for good. Elsewhere only age tells.
+fn temp_writer_is_gone(name: &str) -> bool {
+    let pid = name
+        .strip_suffix(TEMP_SUFFIX)
+        .and_then(|rest| rest.rsplit('.').nth(1))
+        .and_then(|pid| pid.parse::<u32>().ok());
+    match pid {
+        Some(pid) if cfg!(target_os = "linux") => {
+            pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists()
+        }
+        _ => false,
     }
 }
 
@@ -443,6 +457,21 @@ mod tests {
             root.join("corrupt-session").exists(),
             "the rewritten session stays"
         );
+    }
+
+    #[test]
+    fn gc_removes_temporary_files_of_writers_that_died() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), Layout::ThinkJs3);
+        let root = dir.path().join("sessions");
+        fs::create_dir_all(&root).unwrap();
+        // pid 4194305 is above the Linux maximum: no process has it
+        fs::write(root.join(".abcdefgh.4194305.0.tmp"), "{\"expi").unwrap();
+        let own = format!(".abcdefgh.{}.1.tmp", std::process::id());
+        fs::write(root.join(&own), "{").unwrap();
+        let expected = if cfg!(target_os = "linux") { 1 } else { 0 };
+        assert_eq!(s.gc_blocking(0).unwrap(), expected);
+        assert!(root.join(own).exists(), "a live writer's file stays");
     }
 
     #[test]
