@@ -4,12 +4,12 @@ const { randomUUID } = require('crypto');
 const { handleFor } = require('./handles');
 
 const [variant, count = '1000000'] = process.argv.slice(2);
-const Handle = handleFor(variant);
+const { handle: Handle, options: extra } = handleFor(variant);
 
 (async () => {
   global.gc();
   const before = process.memoryUsage();
-  const options = { maxAge: 86400000, maxEntries: Number(count) + 1000 };
+  const options = { ...extra, maxAge: 86400000, maxEntries: Number(count) + 1000 };
   for (let i = 0; i < Number(count); i++) {
     const handle = new Handle({ ...options, cookie: randomUUID() }, undefined, {});
     await handle.set('user', { id: i, name: `user${i}`, roles: ['reader'] });

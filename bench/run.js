@@ -2,6 +2,7 @@
 // `npm run bench`: builds the release addon, then measures every variant side by side in
 // one run and prints ratios. Options (env): BENCH_SECONDS (per HTTP round, default 5),
 // BENCH_ROUNDS (default 3), BENCH_SESSIONS (memory footprint, default 1000000),
+// BENCH_GC_FILES (default 100000), BENCH_ONLY=memory,file to run some groups,
 // BENCH_SKIP_BUILD=1 to reuse the current binary.
 const fs = require('fs');
 const path = require('path');
@@ -13,12 +14,31 @@ const root = path.join(__dirname, '..');
 const SECONDS = Number(process.env.BENCH_SECONDS || 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS || 3);
 const SESSIONS = Number(process.env.BENCH_SESSIONS || 1000000);
-const VARIANTS = [
-  { name: 'no session (ceiling)', key: 'none' },
-  { name: 'JS Map handle (baseline)', key: 'jsmap' },
-  { name: 'MemorySession', key: 'memory' },
-];
-const BASELINE = 'jsmap';
+const os = require('os');
+// Each store against its JS peer; the ceiling (no session) is shown with the memory group.
+const GROUPS = [
+  {
+    name: 'memory',
+    baseline: 'jsmap',
+    variants: [
+      { name: 'no session (ceiling)', key: 'none' },
+      { name: 'JS Map handle (baseline)', key: 'jsmap' },
+      { name: 'MemorySession', key: 'memory' },
+    ],
+  },
+  {
+    name: 'file',
+    baseline: 'tsfile',
+    variants: [
+      { name: 'think-session-file (peer)', key: 'tsfile' },
+      { name: 'FileSession', key: 'file' },
+    ],
+  },
+].filter((g) => !process.env.BENCH_ONLY || process.env.BENCH_ONLY.split(',').includes(g.name));
+const VARIANTS = GROUPS.flatMap((g) => g.variants);
+const GC_FILES = Number(process.env.BENCH_GC_FILES || 100000);
+// Session files of the file variants live here, made anew each run.
+process.env.BENCH_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'tsn-bench-'));
 
 const progress = (text) => console.log(`[bench] ${text}`);
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -142,8 +162,18 @@ async function httpLevel() {
   );
 }
 
+function gcStalls() {
+  const out = {};
+  for (const key of ['tsfile', 'file'].filter((k) => VARIANTS.some((v) => v.key === k))) {
+    progress(`gc of ${GC_FILES} expired files: ${key} (writing them first)`);
+    out[key] = node([path.join(__dirname, 'gc-stall.js'), key, String(GC_FILES)]);
+  }
+  return out;
+}
+
 function footprint() {
   const out = {};
+  if (!VARIANTS.some((v) => v.key === 'memory')) return out;
   for (const key of ['jsmap', 'memory']) {
     progress(`memory footprint: ${SESSIONS} sessions in ${key}`);
     out[key] = node([
@@ -169,46 +199,70 @@ function table(rows) {
   build();
   const adapter = adapterLevel();
   const http = await httpLevel();
+  const stalls = gcStalls();
   const memory = footprint();
   const fmt = (n) => Math.round(n).toLocaleString('en-US');
   const ratio = (a, b) => (Math.max(0, a) / b).toFixed(2) + 'x';
   const mb = (bytes) => (Math.max(0, bytes) / 1048576).toFixed(1) + ' MiB';
 
   console.log(
-    `\nthink-session-native bench: Node ${process.version}, ${require('os').cpus().length} cores, medians of ${ROUNDS} rounds\n`,
+    `\nthink-session-native bench: Node ${process.version}, ${os.cpus().length} cores, medians of ${ROUNDS} rounds` +
+      `${pin ? ', app worker pinned to core 0' : ''}; adapter = new handle + get + set + end of request (a deferred` +
+      ` write awaited), one at a time; HTTP = through a ThinkJS 4 app, 32 keep-alive clients with their own cookies;` +
+      ` ratios against each store's JS peer\n`,
   );
   console.log(
     table([
-      ['variant', 'adapter ops/s', 'vs baseline'],
-      ...VARIANTS.map((v) => [v.name, fmt(adapter[v.key]), ratio(adapter[v.key], adapter[BASELINE])]),
+      ['variant', 'adapter ops/s', 'vs peer'],
+      ...GROUPS.flatMap((g) =>
+        g.variants.map((v) => [v.name, fmt(adapter[v.key]), ratio(adapter[v.key], adapter[g.baseline])]),
+      ),
     ]),
   );
   for (const w of WORKLOADS) {
     console.log(`\nHTTP, ${w.name}:\n`);
     console.log(
       table([
-        ['variant', 'req/s', 'vs baseline', 'p99 ms', 'app CPU us/req'],
-        ...VARIANTS.map((v) => {
-          const r = http[`${w.name}/${v.key}`];
-          const base = http[`${w.name}/${BASELINE}`];
-          return [v.name, fmt(r.rps), ratio(r.rps, base.rps), r.p99.toFixed(2), r.cpuUs.toFixed(1)];
-        }),
+        ['variant', 'req/s', 'vs peer', 'p99 ms', 'app CPU us/req'],
+        ...GROUPS.flatMap((g) =>
+          g.variants.map((v) => {
+            const r = http[`${w.name}/${v.key}`];
+            const base = http[`${w.name}/${g.baseline}`];
+            return [v.name, fmt(r.rps), ratio(r.rps, base.rps), r.p99.toFixed(2), r.cpuUs.toFixed(1)];
+          }),
+        ),
       ]),
     );
   }
-  console.log(`\n${fmt(SESSIONS)} live sessions, after full GC:\n`);
-  console.log(
-    table([
-      ['variant', 'V8 heap used', 'vs baseline', 'RSS', 'vs baseline'],
-      ...['jsmap', 'memory'].map((k) => [
-        VARIANTS.find((v) => v.key === k).name,
-        mb(memory[k].heapUsed),
-        ratio(memory[k].heapUsed, memory[BASELINE].heapUsed),
-        mb(memory[k].rss),
-        ratio(memory[k].rss, memory[BASELINE].rss),
+  if (Object.keys(stalls).length) {
+    console.log(`\ngc of ${fmt(GC_FILES)} expired session files:\n`);
+    console.log(
+      table([
+        ['variant', 'longest event-loop stall ms', 'seconds to finish'],
+        ...Object.entries(stalls).map(([k, r]) => [
+          VARIANTS.find((v) => v.key === k).name,
+          r.maxStallMs.toFixed(1),
+          r.seconds.toFixed(1),
+        ]),
       ]),
-    ]),
-  );
+    );
+  }
+  if (Object.keys(memory).length) {
+    console.log(`\n${fmt(SESSIONS)} live sessions, after full GC:\n`);
+    console.log(
+      table([
+        ['variant', 'V8 heap used', 'vs JS Map', 'RSS', 'vs JS Map'],
+        ...['jsmap', 'memory'].map((k) => [
+          VARIANTS.find((v) => v.key === k).name,
+          mb(memory[k].heapUsed),
+          ratio(memory[k].heapUsed, memory.jsmap.heapUsed),
+          mb(memory[k].rss),
+          ratio(memory[k].rss, memory.jsmap.rss),
+        ]),
+      ]),
+    );
+  }
+  fs.rmSync(process.env.BENCH_DIR, { recursive: true, force: true });
 })().catch((err) => {
   console.error(`[bench] failed: ${err.stack || err}`);
   process.exit(1);

@@ -1,13 +1,12 @@
-const { MemorySession } = require('think-session-native');
-const { JsMapSession } = require('../../../js-map-session');
+const { handleFor } = require('../../../handles');
 
-// BENCH_SESSION picks the handle; `none` keeps a config but the route never touches it.
-const handles = { none: JsMapSession, memory: MemorySession, jsmap: JsMapSession };
+// BENCH_SESSION picks the handle; `none` keeps a config but its routes never touch it.
+const { handle, options } = handleFor(process.env.BENCH_SESSION);
 
 exports.session = {
   type: 'bench',
   common: { cookie: { name: 'thinkjs' }, maxAge: '1d' },
-  bench: { handle: handles[process.env.BENCH_SESSION], maxEntries: 1000000 },
+  bench: { handle: handle || handleFor('jsmap').handle, ...options },
 };
 exports.logger = {
   type: 'console',
