@@ -78,6 +78,32 @@ export declare class MemoryStore {
   readonly size: number;
 }
 
+export interface FileSessionOptions extends SessionOptions {
+  /** The folder of the session files. Default: `runtime/session` of the ThinkJS app. */
+  sessionPath?: string;
+  /** 'thinkjs3' (think-session-file's files, the default) or 'thinkjs2' (ThinkJS 2's file adapter). */
+  format?: 'thinkjs3' | 'thinkjs2';
+  /** With 'thinkjs2': how many leading characters of the id become folders. Default 1. */
+  pathDepth?: number;
+  /** Most bytes of JSON per session; a bigger write rejects with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
+  maxBytes?: number;
+}
+
+/** One file per session, in think-session-file's layout; compatible both ways. */
+export declare class FileSession extends NativeSession {
+  constructor(options?: FileSessionOptions, ctx?: object, cookieOptions?: SessionCookieOptions);
+}
+
+/** The file store behind FileSession, for direct use: JSON text in and out, off the JS thread. */
+export declare class FileStore {
+  constructor(options: FileStoreOptions);
+  readonly slot: number;
+  load(id: string, autoUpdateRate: number): Promise<string | null>;
+  apply(id: string, changes: string, maxAgeMs: number): Promise<void>;
+  destroy(id: string): Promise<void>;
+  gc(): Promise<number>;
+}
+
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every

@@ -1,5 +1,14 @@
 // Compiled by `npm run lint` (tsc --noEmit --strict): the typings describe what a user writes.
-import { MemorySession, MemoryStore, NativeSession, SessionError, generateId, isValidId } from '..';
+import {
+  FileSession,
+  FileStore,
+  MemorySession,
+  MemoryStore,
+  NativeSession,
+  SessionError,
+  generateId,
+  isValidId,
+} from '..';
 
 const session: typeof NativeSession = MemorySession;
 export const adapter = {
@@ -22,4 +31,13 @@ export async function use(ctx: object): Promise<number> {
 
 export function codeOf(err: SessionError): string {
   return err.code;
+}
+
+export async function useFiles(): Promise<number> {
+  const handle = new FileSession({ sessionPath: '/tmp/sessions', format: 'thinkjs3', maxAge: '1d' });
+  await handle.set('k', 1);
+  const store = new FileStore({ sessionPath: '/tmp/sessions', format: 'thinkjs2', pathDepth: 2 });
+  await store.apply(handle.id, '{"a":1}', 1000);
+  const text: string | null = await store.load(handle.id, 0.5);
+  return (text ? 1 : 0) + (await store.gc());
 }
