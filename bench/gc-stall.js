@@ -24,11 +24,30 @@ const dir = path.join(options.sessionPath, '..', `gc-${variant}`);
   const delay = monitorEventLoopDelay({ resolution: 1 });
   delay.enable();
   const start = performance.now();
-  await handle.gc();
-  // think-session-file's gc returns before its reads and unlinks finish: wait for them.
-  while (fs.readdirSync(dir).length > 0) await new Promise((r) => setTimeout(r, 20));
+  let error;
+  try {
+    await handle.gc();
+  } catch (err) {
+    error = err.code || err.message;
+  }
+  // think-session-file's gc returns before its reads and unlinks finish: wait for them,
+  // until the folder is empty or nothing has changed for 3 s (its reads can fail).
+  let left = -1;
+  let since = performance.now();
+  while (left !== 0 && performance.now() - since < 3000) {
+    await new Promise((r) => setTimeout(r, 20));
+    let now;
+    try {
+      now = fs.readdirSync(dir).length;
+    } catch (err) {
+      error = error || err.code; // the peer's gc may hold every descriptor (EMFILE)
+      continue;
+    }
+    if (now !== left) since = performance.now();
+    left = now;
+  }
   const seconds = (performance.now() - start) / 1000;
   delay.disable();
   fs.rmSync(dir, { recursive: true, force: true });
-  process.stdout.write(JSON.stringify({ variant, maxStallMs: delay.max / 1e6, seconds }) + '\n');
+  process.stdout.write(JSON.stringify({ variant, maxStallMs: delay.max / 1e6, seconds, left, error }) + '\n');
 })();

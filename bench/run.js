@@ -238,11 +238,13 @@ function table(rows) {
     console.log(`\ngc of ${fmt(GC_FILES)} expired session files:\n`);
     console.log(
       table([
-        ['variant', 'longest event-loop stall ms', 'seconds to finish'],
+        ['variant', 'longest event-loop stall ms', 'seconds', 'expired files left', 'errors'],
         ...Object.entries(stalls).map(([k, r]) => [
           VARIANTS.find((v) => v.key === k).name,
           r.maxStallMs.toFixed(1),
           r.seconds.toFixed(1),
+          fmt(r.left),
+          r.error || '-',
         ]),
       ]),
     );
