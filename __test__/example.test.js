@@ -5,18 +5,10 @@ const assert = require('node:assert/strict');
 const path = require('path');
 const { spawn } = require('child_process');
 const { Client } = require('./support/http');
-const net = require('net');
+const { freePort } = require('./support/app');
 
 let child;
 after(() => child && process.kill(-child.pid, 'SIGKILL'));
-
-const freePort = () =>
-  new Promise((resolve) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
 
 it('npm start serves the example with sessions that persist', async () => {
   const port = await freePort();

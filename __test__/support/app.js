@@ -167,4 +167,4 @@ async function bootApp(dir, { workers = 1, env = {} } = {}) {
   return { url, output, stop };
 }
 
-module.exports = { prepareApp, bootApp, packTarball, pathWithoutCargo };
+module.exports = { prepareApp, bootApp, packTarball, pathWithoutCargo, freePort };

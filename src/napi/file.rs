@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use napi::bindgen_prelude::AsyncTask;
 use napi_derive::napi;
 
-use super::{blocking, parse_id, whole_count, whole_ms, Blocking, Result, Slots};
+use super::{blocking, loaded_text, parse_id, whole_count, whole_ms, Blocking, Result, Slots};
 use crate::error::Error;
 use crate::session::{now_ms, Patch};
 use crate::store::file::{self, FileOptions, FileStore, Layout};
@@ -58,7 +58,7 @@ pub fn file_store_load(
     let id = parse_id(id)?;
     Ok(blocking(move || {
         let loaded = store.load_data_blocking(&id, now_ms(), auto_update_rate)?;
-        Ok(loaded.map(|(data, refreshed)| if refreshed { format!(" {data}") } else { data }))
+        Ok(loaded_text(loaded))
     }))
 }
 

@@ -1,7 +1,7 @@
 use napi::bindgen_prelude::AsyncTask;
 use napi_derive::napi;
 
-use super::{blocking, parse_id, whole_count, whole_ms, Blocking, Result, Slots};
+use super::{blocking, loaded_text, parse_id, whole_count, whole_ms, Blocking, Result, Slots};
 use crate::session::{now_ms, Patch};
 use crate::store::memory::{self, MemoryOptions, MemoryStore};
 
@@ -34,7 +34,7 @@ pub fn memory_store_create(options: Option<MemoryStoreOptions>) -> Result<u32> {
 pub fn memory_store_load(slot: u32, id: String, auto_update_rate: f64) -> Result<Option<String>> {
     let id = parse_id(id)?;
     let loaded = STORES.get(slot)?.load_data(&id, now_ms(), auto_update_rate);
-    Ok(loaded.map(|(data, refreshed)| if refreshed { format!(" {data}") } else { data }))
+    Ok(loaded_text(loaded))
 }
 
 /// Merges `changes` (a JSON object; `null` removes a key) into the record and sets its

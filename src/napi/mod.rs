@@ -99,6 +99,13 @@ impl<T: ToNapiValue + TypeName + Send + 'static> Task for Blocking<T> {
     }
 }
 
+/// A loaded session as the glue receives it: the data's JSON text, with a leading space
+/// (which JSON.parse ignores) when the read also refreshed the expiry, so the glue knows
+/// to send the cookie again.
+fn loaded_text(loaded: Option<(String, bool)>) -> Option<String> {
+    loaded.map(|(data, refreshed)| if refreshed { format!(" {data}") } else { data })
+}
+
 /// True when `id` may be used as a session id: `[A-Za-z0-9_-]`, 8 to 128 characters.
 #[napi]
 pub fn is_valid_id(id: String) -> bool {
