@@ -44,6 +44,21 @@ describe('FileSession and think-session-file', () => {
     assert.equal(file.maxAge, 3600000);
   });
 
+  it('keeps the order of un-awaited calls, and a fresh session sees its own writes', async () => {
+    const sessionPath = tempDir('order');
+    const id = generateId();
+    const s = new FileSession({ sessionPath, cookie: id, fresh: true });
+    const first = s.set('a', 1);
+    await s.set('a', 2);
+    await first;
+    assert.equal(await s.get('a'), 2);
+    assert.equal(await new FileSession({ sessionPath, cookie: id }).get('a'), 2);
+    const flash = s.set('flash', 'x');
+    await s.delete();
+    await flash;
+    assert.deepEqual(await new FileSession({ sessionPath, cookie: id }).get(), {});
+  });
+
   it('treats an expired peer session as none, and a corrupt file too', async () => {
     const sessionPath = tempDir('expired');
     const expired = generateId();

@@ -38,6 +38,33 @@ describe('MemorySession', () => {
     assert.deepEqual(await s.get(), { a: 1, b: 2 });
   });
 
+  it('a fresh session sees its own writes in the same request', async () => {
+    const opts = options();
+    const fresh = new MemorySession({ ...opts, fresh: true });
+    await fresh.set('user', 'ann');
+    assert.equal(await fresh.get('user'), 'ann');
+    const forged = new MemorySession({ ...opts, cookie: '../forged' }, fakeCtx(), { name: 'sid' });
+    await forged.set('user', 'bob');
+    assert.deepEqual(await forged.get(), { user: 'bob' });
+  });
+
+  it('a value JSON writes as null removes the key here as in the store', async () => {
+    const opts = options();
+    const s = new MemorySession(opts);
+    await s.set('n', 1);
+    await s.get();
+    await s.set('n', NaN);
+    assert.deepEqual(await s.get(), {});
+    assert.deepEqual(await new MemorySession(opts).get(), {});
+  });
+
+  it('accepts long gcIntervals and rejects bad ones before making a store', () => {
+    assert.doesNotThrow(() => new MemorySession({ ...options(), gcInterval: '30d' }));
+    const bad = { ...options(), gcInterval: 'often' };
+    assert.throws(() => new MemorySession(bad), { code: 'ERR_SESSION_OPTIONS' });
+    assert.throws(() => new MemorySession(bad), { code: 'ERR_SESSION_OPTIONS' }, 'still rejected: nothing was cached');
+  });
+
   it('handles with equal options share one store, others do not', async () => {
     const opts = options();
     await new MemorySession(opts).set('k', 'v');

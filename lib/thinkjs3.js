@@ -30,18 +30,27 @@ function toMs(value, name, fallback) {
 // One store per kind and configuration per process, so `new Handle()` per request is cheap.
 const stores = new Map();
 
+// setInterval takes at most 2^31-1 ms; a longer interval would fire every millisecond.
+const MAX_INTERVAL = 2 ** 31 - 1;
+
 function sharedStore(key, options, create) {
   let store = stores.get(key);
   if (store) return store;
+  const interval = Math.min(toMs(options.gcInterval, 'gcInterval', HOUR), MAX_INTERVAL);
   store = create();
   stores.set(key, store);
-  const interval = toMs(options.gcInterval, 'gcInterval', HOUR);
   if (interval > 0) {
+    let running = false;
     const timer = setInterval(() => {
-      store.gc().catch((err) => {
-        const logger = global.think && global.think.logger;
-        (logger || console).error(`think-session-native: gc failed: ${err.message}`);
-      });
+      if (running) return; // the last run is still going: skip this tick
+      running = true;
+      store
+        .gc()
+        .catch((err) => {
+          const logger = global.think && global.think.logger;
+          (logger || console).error(`think-session-native: gc failed: ${err.message}`);
+        })
+        .finally(() => (running = false));
     }, interval);
     timer.unref();
   }
@@ -61,9 +70,10 @@ class NativeSession {
     this.store = this.constructor.storeFor(options);
     this.fresh = Boolean(options.fresh);
     this.id = options.cookie;
-    this.data = undefined; // loaded lazily, on the first get
+    this.data = this.fresh ? {} : undefined; // loaded lazily, on the first get; a fresh id has none
     this.changes = undefined; // this request's writes made while a load was in flight
     this.loading = undefined;
+    this.tail = undefined; // the last store call still in flight: the next one waits for it
     if (typeof this.id !== 'string') this.renew();
   }
 
@@ -76,12 +86,37 @@ class NativeSession {
   renew() {
     this.id = native.generateId();
     this.fresh = true;
+    if (!this.loading) this.data = {};
     this.sendCookie();
   }
 
   // Calls `store[method](id, a, b)`. An id the store refuses (not the shape of an id
-  // ThinkJS issues) gets a fresh one, and the call is made again under it.
+  // ThinkJS issues) gets a fresh one, and the call is made again under it. Calls of one
+  // handle reach an asynchronous store in the order they were made (an un-awaited set
+  // followed by another must not land second).
   callStore(method, a, b) {
+    if (this.tail) {
+      const queued = this.tail.then(() => this.invokeStore(method, a, b));
+      this.settle(queued);
+      return queued;
+    }
+    const result = this.invokeStore(method, a, b);
+    if (isPromise(result)) this.settle(result);
+    return result;
+  }
+
+  settle(promise) {
+    const tail = promise.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.tail = tail;
+    tail.then(() => {
+      if (this.tail === tail) this.tail = undefined;
+    });
+  }
+
+  invokeStore(method, a, b) {
     const id = this.id;
     let result;
     try {
@@ -163,11 +198,12 @@ class NativeSession {
     const changes = `{${JSON.stringify(name)}:${text}}`;
     const pending = this.callStore('apply', changes, this.maxAge);
     if (pending) await pending;
+    const local = text === 'null' ? null : value; // NaN, Infinity and the like store as null: removed
     if (this.data) {
-      if (value === null) delete this.data[name];
-      else this.data[name] = value;
+      if (local === null) delete this.data[name];
+      else this.data[name] = local;
     } else if (this.loading) {
-      (this.changes || (this.changes = new Map())).set(name, value);
+      (this.changes || (this.changes = new Map())).set(name, local);
     }
   }
 
