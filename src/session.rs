@@ -45,6 +45,23 @@ impl Record {
     pub fn refresh(&mut self, now_ms: i64) {
         self.expires_at_ms = now_ms.saturating_add(self.max_age_ms);
     }
+
+    /// Refreshes the record when `needs_refresh` says so; true when it did.
+    pub fn refresh_if_due(&mut self, now_ms: i64, rate: f64) -> bool {
+        let due = self.needs_refresh(now_ms, rate);
+        if due {
+            self.refresh(now_ms);
+        }
+        due
+    }
+
+    /// Gives the record a new lifetime starting now; the data stays as it is.
+    pub fn extend(&mut self, now_ms: i64, max_age_ms: i64) -> Result<()> {
+        check_max_age(max_age_ms)?;
+        self.max_age_ms = max_age_ms;
+        self.refresh(now_ms);
+        Ok(())
+    }
 }
 
 /// What one request changed: keys to set (exact JSON text) and keys to remove, and the
@@ -76,16 +93,6 @@ impl Patch {
             }
         }
         Ok(patch)
-    }
-
-    /// A patch that changes no key and only refreshes the expiry.
-    pub fn touch(max_age_ms: i64) -> Result<Self> {
-        check_max_age(max_age_ms)?;
-        Ok(Patch {
-            set: Vec::new(),
-            remove: Vec::new(),
-            max_age_ms,
-        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -304,13 +311,14 @@ mod tests {
     }
 
     #[test]
-    fn touch_keeps_data_and_moves_expiry() {
-        let rec = Patch::touch(5_000)
-            .unwrap()
-            .apply_to(Some(&record(r#"{"a":1}"#)), 1_000, 1024)
-            .unwrap();
+    fn extend_keeps_data_and_moves_expiry() {
+        let mut rec = record(r#"{"a":1}"#);
+        rec.extend(1_000, 5_000).unwrap();
         assert_eq!(rec.data, r#"{"a":1}"#);
         assert_eq!(rec.expires_at_ms, 6_000);
+        assert_eq!(rec.max_age_ms, 5_000);
+        let err = rec.extend(1_000, 0).unwrap_err();
+        assert_eq!(err.code().as_str(), "ERR_SESSION_OPTIONS");
     }
 
     #[test]
@@ -319,7 +327,9 @@ mod tests {
         assert!(!rec.needs_refresh(1_400, 0.5), "600 of 1000 left");
         assert!(rec.needs_refresh(1_600, 0.5), "400 of 1000 left");
         assert!(!rec.needs_refresh(1_600, 0.0), "rate 0 never refreshes");
-        rec.refresh(1_600);
+        assert!(!rec.refresh_if_due(1_400, 0.5));
+        assert_eq!(rec.expires_at_ms, 2_000);
+        assert!(rec.refresh_if_due(1_600, 0.5));
         assert_eq!(rec.expires_at_ms, 2_600);
     }
 }

@@ -284,7 +284,25 @@ impl FileStore {
         Ok(self.read(&path)?.filter(|r| r.is_live(now_ms)))
     }
 
+    /// Under the lock, runs `f` on the live record in `path` (if any) and the time of the
+    /// merge: the call's time plus what it waited for the lock (G6).
+    fn with_live_locked<T>(
+        &self,
+        path: &Path,
+        now_ms: i64,
+        f: impl FnOnce(Option<Record>, i64) -> Result<T>,
+    ) -> Result<T> {
+        self.locked(|waited| {
+            let now_ms = now_ms + waited;
+            f(
+                self.read_locked(path)?.filter(|r| r.is_live(now_ms)),
+                now_ms,
+            )
+        })
+    }
+
     /// The live data, refreshing the expiry when `auto_update_rate` says so (the flag).
+    /// Only a refresh takes the lock.
     pub fn load_data_blocking(
         &self,
         id: &SessionId,
@@ -298,24 +316,21 @@ impl FileStore {
         if !record.needs_refresh(now_ms, rate) {
             return Ok(Some((record.data, false)));
         }
-        self.locked(|waited| {
-            let now_ms = now_ms + waited;
-            match self.read_locked(&path)?.filter(|r| r.is_live(now_ms)) {
-                Some(mut current) => {
-                    current.refresh(now_ms);
+        self.with_live_locked(&path, now_ms, |current, now_ms| match current {
+            Some(mut current) => {
+                let refreshed = current.refresh_if_due(now_ms, rate);
+                if refreshed {
                     self.write(&path, &current)?;
-                    Ok(Some((current.data, true)))
                 }
-                None => Ok(None),
+                Ok(Some((current.data, refreshed)))
             }
+            None => Ok(None),
         })
     }
 
     pub fn apply_patch_blocking(&self, id: &SessionId, patch: &Patch, now_ms: i64) -> Result<()> {
         let path = self.path_of(id);
-        self.locked(|waited| {
-            let now_ms = now_ms + waited;
-            let current = self.read_locked(&path)?.filter(|r| r.is_live(now_ms));
+        self.with_live_locked(&path, now_ms, |current, now_ms| {
             let next = patch.apply_to(current.as_ref(), now_ms, self.max_bytes)?;
             self.write(&path, &next)
         })
@@ -323,16 +338,12 @@ impl FileStore {
 
     pub fn touch_blocking(&self, id: &SessionId, max_age_ms: i64, now_ms: i64) -> Result<bool> {
         let path = self.path_of(id);
-        self.locked(|waited| {
-            let now_ms = now_ms + waited;
-            match self.read_locked(&path)?.filter(|r| r.is_live(now_ms)) {
-                Some(current) => {
-                    let next =
-                        Patch::touch(max_age_ms)?.apply_to(Some(&current), now_ms, usize::MAX)?;
-                    self.write(&path, &next).map(|_| true)
-                }
-                None => Ok(false),
+        self.with_live_locked(&path, now_ms, |current, now_ms| match current {
+            Some(mut current) => {
+                current.extend(now_ms, max_age_ms)?;
+                self.write(&path, &current).map(|_| true)
             }
+            None => Ok(false),
         })
     }
 

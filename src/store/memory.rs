@@ -85,16 +85,26 @@ impl MemoryStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn load_now(&self, id: &SessionId, now_ms: i64) -> Option<Record> {
+    /// Runs `f` on the live record of `id`; an expired one is dropped on the way (G6).
+    fn with_live<T>(
+        &self,
+        id: &SessionId,
+        now_ms: i64,
+        f: impl FnOnce(&mut Record) -> T,
+    ) -> Option<T> {
         let mut shard = self.shard(id);
-        match shard.get(id) {
-            Some(record) if record.is_live(now_ms) => Some(record.clone()),
+        match shard.get_mut(id) {
+            Some(record) if record.is_live(now_ms) => Some(f(record)),
             Some(_) => {
                 shard.pop(id);
                 None
             }
             None => None,
         }
+    }
+
+    pub fn load_now(&self, id: &SessionId, now_ms: i64) -> Option<Record> {
+        self.with_live(id, now_ms, |record| record.clone())
     }
 
     /// The data of the live record as JSON text, refreshing its expiry under the same lock
@@ -105,21 +115,10 @@ impl MemoryStore {
         now_ms: i64,
         auto_update_rate: f64,
     ) -> Option<(String, bool)> {
-        let mut shard = self.shard(id);
-        match shard.get_mut(id) {
-            Some(record) if record.is_live(now_ms) => {
-                let refreshed = record.needs_refresh(now_ms, auto_update_rate);
-                if refreshed {
-                    record.refresh(now_ms);
-                }
-                Some((record.data.clone(), refreshed))
-            }
-            Some(_) => {
-                shard.pop(id);
-                None
-            }
-            None => None,
-        }
+        self.with_live(id, now_ms, |record| {
+            let refreshed = record.refresh_if_due(now_ms, auto_update_rate);
+            (record.data.clone(), refreshed)
+        })
     }
 
     pub fn apply_patch_now(&self, id: &SessionId, patch: &Patch, now_ms: i64) -> Result<()> {
@@ -138,19 +137,9 @@ impl MemoryStore {
     }
 
     pub fn touch_now(&self, id: &SessionId, max_age_ms: i64, now_ms: i64) -> Result<bool> {
-        let patch = Patch::touch(max_age_ms)?;
-        let mut shard = self.shard(id);
-        match shard.get_mut(id) {
-            Some(record) if record.is_live(now_ms) => {
-                *record = patch.apply_to(Some(record), now_ms, usize::MAX)?;
-                Ok(true)
-            }
-            Some(_) => {
-                shard.pop(id);
-                Ok(false)
-            }
-            None => Ok(false),
-        }
+        self.with_live(id, now_ms, |record| record.extend(now_ms, max_age_ms))
+            .transpose()
+            .map(|touched| touched.is_some())
     }
 
     pub fn destroy_now(&self, id: &SessionId) {
