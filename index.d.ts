@@ -69,8 +69,11 @@ export declare class MemoryStore {
   readonly slot: number;
   /** The session's data as JSON text, or null; a leading space marks a read that also refreshed the expiry. */
   load(id: string, autoUpdateRate: number): string | null;
-  /** Merges a JSON object of changes (null removes a key) and sets the expiry to now + maxAgeMs. */
-  apply(id: string, changes: string, maxAgeMs: number): void;
+  /**
+   * Sets key `name` to `value`, JSON text ('null' removes the key), and the expiry to now +
+   * maxAgeMs, creating the session when missing. A null `name` only sets the expiry.
+   */
+  apply(id: string, name: string | null, value: string | null, maxAgeMs: number): void;
   destroy(id: string): void;
   /** Removes expired sessions on a worker thread; resolves with how many went. */
   gc(): Promise<number>;
@@ -99,8 +102,59 @@ export declare class FileStore {
   constructor(options: FileStoreOptions);
   readonly slot: number;
   load(id: string, autoUpdateRate: number): Promise<string | null>;
-  apply(id: string, changes: string, maxAgeMs: number): Promise<void>;
+  /** As MemoryStore.apply, resolved once the file has the change. */
+  apply(id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>;
   destroy(id: string): Promise<void>;
+  gc(): Promise<number>;
+}
+
+/** A Redis node: a URL, or host and port as ioredis takes them. */
+export type RedisNode = string | { host?: string; port?: number };
+
+/** think-session-redis's options (those of ioredis), plus `url`, `cluster` and timeouts. */
+export interface RedisSessionOptions extends SessionOptions {
+  /** `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. */
+  url?: string;
+  /** Default '127.0.0.1'. */
+  host?: string;
+  /** Default 6379. */
+  port?: number;
+  username?: string;
+  password?: string;
+  db?: number;
+  /** Redis Cluster: some of its nodes; the rest are found, MOVED and ASK followed. */
+  cluster?: RedisNode[];
+  /** Sentinels watching the master named `name` (or `masterName`); failovers are followed. */
+  sentinels?: RedisNode[];
+  name?: string;
+  masterName?: string;
+  /** Prepended to each id to make its key (ioredis' `keyPrefix` is read too). Default none. */
+  prefix?: string;
+  keyPrefix?: string;
+  /** 'thinkjs3' (think-session-redis's records, the default) or 'thinkjs2'. */
+  format?: 'thinkjs3' | 'thinkjs2';
+  /** Milliseconds (or '3s'-style) a connection attempt may take. Default 3000. */
+  connectTimeout?: number | string;
+  /** Milliseconds (or '3s'-style) any call may take, reconnecting included. Default 3000. */
+  commandTimeout?: number | string;
+  /** Most bytes of JSON per session; a bigger write rejects with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
+  maxBytes?: number;
+}
+
+/** Sessions in Redis, in think-session-redis's format; one server, a cluster or Sentinel. */
+export declare class RedisSession extends NativeSession {
+  constructor(options?: RedisSessionOptions, ctx?: object, cookieOptions?: SessionCookieOptions);
+}
+
+/** The Redis store behind RedisSession, for direct use: JSON text in and out. */
+export declare class RedisStore {
+  constructor(options?: RedisStoreOptions);
+  readonly slot: number;
+  load(id: string, autoUpdateRate: number): Promise<string | null>;
+  /** As MemoryStore.apply, merged on the server by a script; resolved once Redis has it. */
+  apply(id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>;
+  destroy(id: string): Promise<void>;
+  /** Redis expires sessions by itself: resolves with 0. */
   gc(): Promise<number>;
 }
 
@@ -112,11 +166,8 @@ export declare class FileStore {
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
-/**
- * Merges `changes` (a JSON object; `null` removes a key) into the session file under
- * the store's lock and sets its expiry to now + `maxAgeMs`.
- */
-export declare function fileStoreApply(slot: number, id: string, changes: string, maxAgeMs: number): Promise<void>
+/** As memoryStoreApply, on the session file under the store's lock. */
+export declare function fileStoreApply(slot: number, id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>
 
 /**
  * Creates a store of one file per session and returns its slot. Every call on it runs
@@ -153,10 +204,10 @@ export declare function generateId(): string
 export declare function isValidId(id: string): boolean
 
 /**
- * Merges `changes` (a JSON object; `null` removes a key) into the record and sets its
- * expiry to now + `maxAgeMs`, creating the record when missing.
+ * Sets key `name` to `value` (JSON text; `"null"` removes the key) and the expiry to
+ * now + `maxAgeMs`, creating the record when missing. A null `name` only sets the expiry.
  */
-export declare function memoryStoreApply(slot: number, id: string, changes: string, maxAgeMs: number): void
+export declare function memoryStoreApply(slot: number, id: string, name: string | null, value: string | null, maxAgeMs: number): void
 
 /**
  * Creates a store of sessions in this process's memory, outside the V8 heap, and returns
@@ -185,3 +236,47 @@ export interface MemoryStoreOptions {
 
 /** Records held, live or not yet collected. */
 export declare function memoryStoreSize(slot: number): number
+
+/** As memoryStoreApply, merged on the Redis server by a script (G2). */
+export declare function redisStoreApply(slot: number, id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>
+
+/**
+ * Creates a Redis store and returns its slot. Nothing connects until the first call;
+ * every call runs on the I/O thread and resolves once Redis has answered.
+ */
+export declare function redisStoreCreate(options: RedisStoreOptions): number
+
+export declare function redisStoreDestroy(slot: number, id: string): Promise<void>
+
+/** Redis expires sessions by itself; resolves with 0. */
+export declare function redisStoreGc(slot: number): Promise<number>
+
+/** As memoryStoreLoad, from Redis. */
+export declare function redisStoreLoad(slot: number, id: string, autoUpdateRate: number): Promise<string | null>
+
+export interface RedisStoreOptions {
+  /** `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. Default: from host and port. */
+  url?: string
+  /** Default '127.0.0.1'. */
+  host?: string
+  /** Default 6379. */
+  port?: number
+  username?: string
+  password?: string
+  db?: number
+  /** Redis Cluster: URLs of some of its nodes. */
+  cluster?: Array<string>
+  /** Sentinel: the Sentinels' URLs; `masterName` names the master they watch. */
+  sentinels?: Array<string>
+  masterName?: string
+  /** Prepended to each id to make its key. Default none, as think-session-redis. */
+  prefix?: string
+  /** 'thinkjs3' (think-session-redis's records, the default) or 'thinkjs2'. */
+  format?: string
+  /** Milliseconds a connection attempt may take. Default 3000. */
+  connectTimeout?: number
+  /** Milliseconds any call may take, reconnecting included. Default 3000. */
+  commandTimeout?: number
+  /** Most bytes of JSON per session; a larger write fails with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
+  maxBytes?: number
+}

@@ -121,7 +121,7 @@ describe('FileStore under faults and at scale', () => {
          let n = 0;
          process.stdout.write('ready\\n');
          (function next() {
-           Promise.all(ids.map((id) => store.apply(id, JSON.stringify({ ['k' + (n++ % 4)]: blob + n }), 60000))).then(next);
+           Promise.all(ids.map((id) => store.apply(id, 'k' + (n++ % 4), JSON.stringify(blob + n), 60000))).then(next);
          })();`,
       ],
       { stdio: ['ignore', 'pipe', 'inherit'] },

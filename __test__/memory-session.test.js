@@ -190,8 +190,8 @@ describe('MemorySession', () => {
 
   it('gc removes expired sessions off the JS thread and counts them', async () => {
     const store = new MemoryStore({ maxEntries: 1000 });
-    for (let i = 0; i < 10; i++) store.apply(generateId(), '{"a":1}', 20);
-    store.apply(generateId(), '{"a":1}', 60000);
+    for (let i = 0; i < 10; i++) store.apply(generateId(), 'a', '1', 20);
+    store.apply(generateId(), 'a', '1', 60000);
     await sleep(40);
     const pending = store.gc();
     assert.ok(pending instanceof Promise);
@@ -203,23 +203,36 @@ describe('MemorySession', () => {
 });
 
 describe('MemoryStore', () => {
-  it('refuses invalid ids and malformed changes with coded errors', () => {
+  it('refuses invalid ids and malformed values with coded errors', () => {
     const store = new MemoryStore();
     assert.throws(() => store.load('../x', 0.5), { code: 'ERR_SESSION_INVALID_ID' });
-    assert.throws(() => store.apply('a/b/c/d/e', '{}', 1000), { code: 'ERR_SESSION_INVALID_ID' });
+    assert.throws(() => store.apply('a/b/c/d/e', 'a', '1', 1000), { code: 'ERR_SESSION_INVALID_ID' });
+    // characters that narrow to id bytes (U+0141 to 'A', U+FF3F to '_') are not ids
+    assert.throws(() => store.load('abcdefgh\u0141', 0.5), { code: 'ERR_SESSION_INVALID_ID' });
+    assert.throws(() => store.load('abcdefgh\uff3f', 0.5), { code: 'ERR_SESSION_INVALID_ID' });
+    assert.throws(() => store.load('a'.repeat(129), 0.5), { code: 'ERR_SESSION_INVALID_ID', message: /129/ });
+    assert.throws(() => store.load(42, 0.5), /session id must be a string/);
     const id = generateId();
-    for (const bad of ['[1]', '{"a":', 'null', '']) {
-      assert.throws(() => store.apply(id, bad, 1000), { code: 'ERR_SESSION_VALUE' }, bad);
+    for (const bad of ['{"a":', '', 'undefined', '1 2']) {
+      assert.throws(() => store.apply(id, 'a', bad, 1000), { code: 'ERR_SESSION_VALUE' }, bad);
     }
-    assert.throws(() => store.apply(id, '{}', 0), { code: 'ERR_SESSION_OPTIONS' });
-    assert.throws(() => store.apply(id, '{}', NaN), { code: 'ERR_SESSION_OPTIONS' });
+    assert.throws(() => store.apply(id, 'a', null, 1000), { code: 'ERR_SESSION_VALUE' }, 'a name needs a value');
+    assert.throws(() => store.apply(id, '\ud800', '1', 1000), { code: 'ERR_SESSION_VALUE' }, 'lone surrogate');
+    assert.throws(() => store.apply(id, 'a', '1', 0), { code: 'ERR_SESSION_OPTIONS' });
+    assert.throws(() => store.apply(id, 'a', '1', NaN), { code: 'ERR_SESSION_OPTIONS' });
     assert.equal(store.load(id, 0.5), null, 'nothing was written');
+    store.apply(id, 'k\u00e9y \u{1f600}', '"v\u00e9 \u{1f600}"', 1000);
+    store.apply(id, 'gone', '1', 1000);
+    store.apply(id, 'gone', 'null', 1000);
+    assert.deepEqual(JSON.parse(store.load(id, 0)), { 'k\u00e9y \u{1f600}': 'v\u00e9 \u{1f600}' });
+    store.apply(id, null, null, 1000);
+    assert.ok(store.load(id, 0), 'a null name only refreshes the expiry');
   });
 
   it('hands back the data, refreshing it past the autoUpdate rate', async () => {
     const store = new MemoryStore();
     const id = generateId();
-    store.apply(id, '{"a":[1,2]}', 200);
+    store.apply(id, 'a', '[1,2]', 200);
     assert.equal(store.load(id, 0.5), '{"a":[1,2]}');
     await sleep(120);
     assert.equal(store.load(id, 0), '{"a":[1,2]}', 'rate 0 never refreshes');

@@ -5,6 +5,8 @@ import {
   MemorySession,
   MemoryStore,
   NativeSession,
+  RedisSession,
+  RedisStore,
   SessionError,
   generateId,
   isValidId,
@@ -24,7 +26,8 @@ export async function use(ctx: object): Promise<number> {
   await handle.update();
   await handle.delete();
   const store = new MemoryStore({ maxEntries: 10 });
-  store.apply(handle.id, '{"a":1}', 1000);
+  store.apply(handle.id, 'a', '1', 1000);
+  store.apply(handle.id, null, null, 1000);
   const text: string | null = store.load(handle.id, 0.5);
   return (user && text && isValidId(handle.id) ? 1 : 0) + (await handle.gc()) + store.size;
 }
@@ -37,7 +40,17 @@ export async function useFiles(): Promise<number> {
   const handle = new FileSession({ sessionPath: '/tmp/sessions', format: 'thinkjs3', maxAge: '1d' });
   await handle.set('k', 1);
   const store = new FileStore({ sessionPath: '/tmp/sessions', format: 'thinkjs2', pathDepth: 2 });
-  await store.apply(handle.id, '{"a":1}', 1000);
+  await store.apply(handle.id, 'a', '1', 1000);
   const text: string | null = await store.load(handle.id, 0.5);
   return (text ? 1 : 0) + (await store.gc());
+}
+
+export async function useRedis(): Promise<number> {
+  const single = new RedisSession({ host: '127.0.0.1', port: 6379, db: 2, keyPrefix: 'sess:', commandTimeout: '2s' });
+  await single.set('k', 1);
+  const cluster = { handle: RedisSession, cluster: [{ host: '10.0.0.1', port: 7000 }, 'redis://10.0.0.2:7000'] };
+  const sentinel = { handle: RedisSession, sentinels: [{ host: '10.0.0.3', port: 26379 }], name: 'mymaster' };
+  const store = new RedisStore({ url: 'rediss://cache.example:6380/1', prefix: 'sess:', format: 'thinkjs2' });
+  await store.apply(single.id, 'a', '1', 1000);
+  return (cluster.cluster.length + sentinel.sentinels.length) * ((await store.load(single.id, 0)) ? 1 : 0);
 }

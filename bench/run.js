@@ -1,7 +1,7 @@
 'use strict';
 // `npm run bench`: builds the release addon, then measures every variant side by side in
 // one run and prints ratios. Options (env): BENCH_SECONDS (per HTTP round, default 5),
-// BENCH_ROUNDS (default 3), BENCH_SESSIONS (memory footprint, default 1000000),
+// BENCH_ROUNDS (default 5), BENCH_SESSIONS (memory footprint, default 1000000),
 // BENCH_GC_FILES (default 100000), BENCH_ONLY=memory,file to run some groups,
 // BENCH_SKIP_BUILD=1 to reuse the current binary.
 const fs = require('fs');
@@ -12,7 +12,7 @@ const { load } = require('./load');
 
 const root = path.join(__dirname, '..');
 const SECONDS = Number(process.env.BENCH_SECONDS || 5);
-const ROUNDS = Number(process.env.BENCH_ROUNDS || 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS || 5);
 const SESSIONS = Number(process.env.BENCH_SESSIONS || 1000000);
 const os = require('os');
 // Each store against its JS peer; the ceiling (no session) is shown with the memory group.
@@ -32,6 +32,15 @@ const GROUPS = [
     variants: [
       { name: 'think-session-file (peer)', key: 'tsfile' },
       { name: 'FileSession', key: 'file' },
+    ],
+  },
+  {
+    name: 'redis',
+    baseline: 'tsredis',
+    inflight: [1, 64],
+    variants: [
+      { name: 'think-session-redis (peer)', key: 'tsredis' },
+      { name: 'RedisSession', key: 'redis' },
     ],
   },
 ].filter((g) => !process.env.BENCH_ONLY || process.env.BENCH_ONLY.split(',').includes(g.name));
@@ -58,15 +67,29 @@ function node(args) {
   return JSON.parse(execFileSync(process.execPath, args, { cwd: root, encoding: 'utf8' }));
 }
 
+// Network stores are also measured with many cycles in flight, as a busy server runs them.
+const ADAPTER_RUNS = GROUPS.flatMap((g) =>
+  (g.inflight || [1]).flatMap((inflight) => g.variants.map((v) => ({ g, v, inflight, key: `${v.key}@${inflight}` }))),
+);
+
 function adapterLevel() {
-  const results = Object.fromEntries(VARIANTS.map((v) => [v.key, []]));
+  const results = Object.fromEntries(ADAPTER_RUNS.map((r) => [r.key, []]));
   for (let round = 1; round <= ROUNDS; round++) {
-    for (const v of VARIANTS) {
-      progress(`adapter level, round ${round}/${ROUNDS}: ${v.name}`);
-      results[v.key].push(node([path.join(__dirname, 'adapter.js'), v.key, '3']).opsPerSec);
+    for (const r of ADAPTER_RUNS) {
+      progress(`adapter level, round ${round}/${ROUNDS}: ${r.v.name}, ${r.inflight} in flight`);
+      const args = [path.join(__dirname, 'adapter.js'), r.v.key, '3', String(r.inflight)];
+      results[r.key].push(node(args).opsPerSec);
     }
   }
   return Object.fromEntries(Object.entries(results).map(([k, xs]) => [k, median(xs)]));
+}
+
+// The bench's Redis database starts empty.
+function resetRedis() {
+  if (!GROUPS.some((g) => g.name === 'redis')) return;
+  const { redis } = require('./handles');
+  progress(`emptying Redis database ${redis.db} on port ${redis.port}`);
+  execFileSync('redis-cli', ['-h', redis.host, '-p', String(redis.port), '-n', String(redis.db), 'flushdb']);
 }
 
 function freePort() {
@@ -80,8 +103,10 @@ function freePort() {
 
 // On Linux the app's worker gets core 0 and this process (the load) the others, so the
 // two do not take turns on one core; the worker's CPU time per request is read from /proc.
+// The adapter level runs before this, unpinned, so a store may use the machine's cores.
 const pin = process.platform === 'linux' && spawnSync('taskset', ['-c', '0', 'true']).status === 0;
-if (pin) spawnSync('taskset', ['-a', '-p', '-c', '1-1023', String(process.pid)], { stdio: 'ignore' });
+const pinLoadGenerator = () =>
+  pin && spawnSync('taskset', ['-a', '-p', '-c', '1-1023', String(process.pid)], { stdio: 'ignore' });
 
 function cpuMs(pid) {
   try {
@@ -133,11 +158,14 @@ const WORKLOADS = [
   { name: 'counter', route: (key) => (key === 'none' ? '/index/plain' : '/index/counter') },
 ];
 
+// Each round measures every variant once, in alternating order, and ratios are taken
+// within a round: a machine that slows down for a while then moves both sides of a ratio.
 async function httpLevel() {
+  pinLoadGenerator();
   const results = {};
   for (const w of WORKLOADS) for (const v of VARIANTS) results[`${w.name}/${v.key}`] = [];
   for (let round = 1; round <= ROUNDS; round++) {
-    for (const v of VARIANTS) {
+    for (const v of round % 2 ? VARIANTS : [...VARIANTS].reverse()) {
       const app = await bootApp(v.key);
       try {
         for (const w of WORKLOADS) {
@@ -154,12 +182,22 @@ async function httpLevel() {
       }
     }
   }
-  return Object.fromEntries(
-    Object.entries(results).map(([k, xs]) => [
-      k,
-      { rps: median(xs.map((x) => x.rps)), p99: median(xs.map((x) => x.p99)), cpuUs: median(xs.map((x) => x.cpuUs)) },
-    ]),
-  );
+  const summary = {};
+  for (const w of WORKLOADS) {
+    for (const g of GROUPS) {
+      const base = results[`${w.name}/${g.baseline}`];
+      for (const v of g.variants) {
+        const xs = results[`${w.name}/${v.key}`];
+        summary[`${w.name}/${v.key}`] = {
+          rps: median(xs.map((x) => x.rps)),
+          ratio: median(xs.map((x, i) => x.rps / base[i].rps)),
+          p99: median(xs.map((x) => x.p99)),
+          cpuUs: median(xs.map((x) => x.cpuUs)),
+        };
+      }
+    }
+  }
+  return summary;
 }
 
 function gcStalls() {
@@ -197,6 +235,7 @@ function table(rows) {
 
 (async () => {
   build();
+  resetRedis();
   const adapter = adapterLevel();
   const http = await httpLevel();
   const stalls = gcStalls();
@@ -207,16 +246,20 @@ function table(rows) {
 
   console.log(
     `\nthink-session-native bench: Node ${process.version}, ${os.cpus().length} cores, medians of ${ROUNDS} rounds` +
+      ` (HTTP ratios: the median of each round's ratio)` +
       `${pin ? ', app worker pinned to core 0' : ''}; adapter = new handle + get + set + end of request (a deferred` +
-      ` write awaited), one at a time; HTTP = through a ThinkJS 4 app, 32 keep-alive clients with their own cookies;` +
+      ` write awaited); HTTP = through a ThinkJS 4 app, 32 keep-alive clients with their own cookies;` +
       ` ratios against each store's JS peer\n`,
   );
   console.log(
     table([
-      ['variant', 'adapter ops/s', 'vs peer'],
-      ...GROUPS.flatMap((g) =>
-        g.variants.map((v) => [v.name, fmt(adapter[v.key]), ratio(adapter[v.key], adapter[g.baseline])]),
-      ),
+      ['variant', 'in flight', 'adapter ops/s', 'vs peer'],
+      ...ADAPTER_RUNS.map(({ g, v, inflight, key }) => [
+        v.name,
+        inflight,
+        fmt(adapter[key]),
+        ratio(adapter[key], adapter[`${g.baseline}@${inflight}`]),
+      ]),
     ]),
   );
   for (const w of WORKLOADS) {
@@ -227,8 +270,7 @@ function table(rows) {
         ...GROUPS.flatMap((g) =>
           g.variants.map((v) => {
             const r = http[`${w.name}/${v.key}`];
-            const base = http[`${w.name}/${g.baseline}`];
-            return [v.name, fmt(r.rps), ratio(r.rps, base.rps), r.p99.toFixed(2), r.cpuUs.toFixed(1)];
+            return [v.name, fmt(r.rps), r.ratio.toFixed(2) + 'x', r.p99.toFixed(2), r.cpuUs.toFixed(1)];
           }),
         ),
       ]),

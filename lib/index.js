@@ -1,7 +1,16 @@
 'use strict';
 const native = require('../index.js');
-const { NativeSession, MemorySession, FileSession } = require('./thinkjs3.js');
-const { MemoryStore, FileStore } = require('./stores.js');
+const { NativeSession, MemorySession, FileSession, RedisSession } = require('./thinkjs3.js');
+const { MemoryStore, FileStore, RedisStore } = require('./stores.js');
 
 // The native functions (typed in index.d.ts) and the ThinkJS glue.
-module.exports = { ...native, NativeSession, MemorySession, FileSession, MemoryStore, FileStore };
+module.exports = {
+  ...native,
+  NativeSession,
+  MemorySession,
+  FileSession,
+  RedisSession,
+  MemoryStore,
+  FileStore,
+  RedisStore,
+};

@@ -1,6 +1,6 @@
 'use strict';
 // The native stores as the handles see them: load/apply/destroy/gc on one store slot.
-// Memory answers synchronously; the file store returns promises settled off the JS thread.
+// Memory answers synchronously; the others return promises settled off the JS thread.
 const native = require('../index.js');
 
 function nativeStore(kind) {
@@ -19,9 +19,12 @@ function nativeStore(kind) {
       return load(this.slot, id, autoUpdateRate);
     }
 
-    /** Merges a JSON object of changes (null removes a key); expiry becomes now + maxAgeMs. */
-    apply(id, changes, maxAgeMs) {
-      return apply(this.slot, id, changes, maxAgeMs);
+    /**
+     * Sets key `name` to `value`, JSON text ('null' removes the key), and the expiry to
+     * now + maxAgeMs, creating the session when missing; a null name only sets the expiry.
+     */
+    apply(id, name, value, maxAgeMs) {
+      return apply(this.slot, id, name, value, maxAgeMs);
     }
 
     destroy(id) {
@@ -42,4 +45,6 @@ class MemoryStore extends nativeStore('memory') {
 
 class FileStore extends nativeStore('file') {}
 
-module.exports = { MemoryStore, FileStore };
+class RedisStore extends nativeStore('redis') {}
+
+module.exports = { MemoryStore, FileStore, RedisStore };

@@ -4,7 +4,7 @@
 const ms = require('ms');
 const native = require('../index.js');
 const path = require('path');
-const { MemoryStore, FileStore } = require('./stores.js');
+const { MemoryStore, FileStore, RedisStore } = require('./stores.js');
 
 const DAY = 24 * 3600 * 1000;
 const HOUR = 3600 * 1000;
@@ -94,13 +94,13 @@ class NativeSession {
   // ThinkJS issues) gets a fresh one, and the call is made again under it. Calls of one
   // handle reach an asynchronous store in the order they were made (an un-awaited set
   // followed by another must not land second).
-  callStore(method, a, b) {
+  callStore(method, a, b, c) {
     if (this.tail) {
-      const queued = this.tail.then(() => this.invokeStore(method, a, b));
+      const queued = this.tail.then(() => this.invokeStore(method, a, b, c));
       this.settle(queued);
       return queued;
     }
-    const result = this.invokeStore(method, a, b);
+    const result = this.invokeStore(method, a, b, c);
     if (isPromise(result)) this.settle(result);
     return result;
   }
@@ -116,21 +116,21 @@ class NativeSession {
     });
   }
 
-  invokeStore(method, a, b) {
+  invokeStore(method, a, b, c) {
     const id = this.id;
     let result;
     try {
-      result = this.store[method](id, a, b);
+      result = this.store[method](id, a, b, c);
     } catch (err) {
-      return this.retryWithFreshId(err, id, method, a, b);
+      return this.retryWithFreshId(err, id, method, a, b, c);
     }
-    return isPromise(result) ? result.catch((err) => this.retryWithFreshId(err, id, method, a, b)) : result;
+    return isPromise(result) ? result.catch((err) => this.retryWithFreshId(err, id, method, a, b, c)) : result;
   }
 
-  retryWithFreshId(err, id, method, a, b) {
+  retryWithFreshId(err, id, method, a, b, c) {
     if (err.code !== 'ERR_SESSION_INVALID_ID') throw err;
     if (this.id === id) this.renew();
-    return method === 'load' ? null : this.store[method](this.id, a, b);
+    return method === 'load' ? null : this.store[method](this.id, a, b, c);
   }
 
   sendCookie() {
@@ -195,8 +195,7 @@ class NativeSession {
         `session value "${name}" is ${typeof value}, which JSON cannot hold; use null to remove a key`,
       );
     }
-    const changes = `{${JSON.stringify(name)}:${text}}`;
-    const pending = this.callStore('apply', changes, this.maxAge);
+    const pending = this.callStore('apply', name, text, this.maxAge);
     if (pending) await pending;
     const local = text === 'null' ? null : value; // NaN, Infinity and the like store as null: removed
     if (this.data) {
@@ -216,7 +215,7 @@ class NativeSession {
   }
 
   async update() {
-    const pending = this.callStore('apply', '{}', this.maxAge);
+    const pending = this.callStore('apply', null, null, this.maxAge);
     if (pending) await pending;
     this.sendCookie();
   }
@@ -257,4 +256,59 @@ class FileSession extends NativeSession {
   }
 }
 
-module.exports = { NativeSession, MemorySession, FileSession, sessionError };
+// think-session-redis's options (those of ioredis: host, port, password, db, keyPrefix,
+// sentinels with name), plus `url`, `cluster`, `prefix` and timeouts.
+const REDIS_OPTIONS = [
+  'url',
+  'host',
+  'port',
+  'username',
+  'password',
+  'db',
+  'cluster',
+  'sentinels',
+  'masterName',
+  'name',
+];
+REDIS_OPTIONS.push('prefix', 'keyPrefix', 'format', 'connectTimeout', 'commandTimeout', 'maxBytes');
+
+class RedisSession extends NativeSession {
+  static storeFor(options) {
+    const last = RedisSession.last; // most apps have one config: skip building a key
+    if (last && REDIS_OPTIONS.every((name) => last.options[name] === options[name])) return last.store;
+    const native = RedisSession.storeOptions(options);
+    const store = sharedStore(`redis:${JSON.stringify(native)}`, options, () => new RedisStore(native));
+    RedisSession.last = { options, store };
+    return store;
+  }
+
+  static storeOptions(options) {
+    const url = (node) =>
+      typeof node === 'string' ? node : `redis://${node.host || '127.0.0.1'}:${node.port || 6379}`;
+    const list = (value, name) => {
+      if (value === undefined) return undefined;
+      if (!Array.isArray(value) || value.length === 0) {
+        throw sessionError('ERR_SESSION_OPTIONS', `RedisSession option ${name} must be a non-empty list of nodes`);
+      }
+      return value.map(url);
+    };
+    return {
+      url: options.url,
+      host: options.host,
+      port: options.port === undefined ? undefined : Number(options.port),
+      username: options.username,
+      password: options.password,
+      db: options.db === undefined ? undefined : Number(options.db),
+      cluster: list(options.cluster, 'cluster'),
+      sentinels: list(options.sentinels, 'sentinels'),
+      masterName: options.masterName ?? options.name,
+      prefix: options.prefix ?? options.keyPrefix,
+      format: options.format,
+      connectTimeout: options.connectTimeout === undefined ? undefined : toMs(options.connectTimeout, 'connectTimeout'),
+      commandTimeout: options.commandTimeout === undefined ? undefined : toMs(options.commandTimeout, 'commandTimeout'),
+      maxBytes: options.maxBytes,
+    };
+  }
+}
+
+module.exports = { NativeSession, MemorySession, FileSession, RedisSession, sessionError };

@@ -69,8 +69,11 @@ export declare class MemoryStore {
   readonly slot: number;
   /** The session's data as JSON text, or null; a leading space marks a read that also refreshed the expiry. */
   load(id: string, autoUpdateRate: number): string | null;
-  /** Merges a JSON object of changes (null removes a key) and sets the expiry to now + maxAgeMs. */
-  apply(id: string, changes: string, maxAgeMs: number): void;
+  /**
+   * Sets key `name` to `value`, JSON text ('null' removes the key), and the expiry to now +
+   * maxAgeMs, creating the session when missing. A null `name` only sets the expiry.
+   */
+  apply(id: string, name: string | null, value: string | null, maxAgeMs: number): void;
   destroy(id: string): void;
   /** Removes expired sessions on a worker thread; resolves with how many went. */
   gc(): Promise<number>;
@@ -99,7 +102,58 @@ export declare class FileStore {
   constructor(options: FileStoreOptions);
   readonly slot: number;
   load(id: string, autoUpdateRate: number): Promise<string | null>;
-  apply(id: string, changes: string, maxAgeMs: number): Promise<void>;
+  /** As MemoryStore.apply, resolved once the file has the change. */
+  apply(id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>;
   destroy(id: string): Promise<void>;
+  gc(): Promise<number>;
+}
+
+/** A Redis node: a URL, or host and port as ioredis takes them. */
+export type RedisNode = string | { host?: string; port?: number };
+
+/** think-session-redis's options (those of ioredis), plus `url`, `cluster` and timeouts. */
+export interface RedisSessionOptions extends SessionOptions {
+  /** `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. */
+  url?: string;
+  /** Default '127.0.0.1'. */
+  host?: string;
+  /** Default 6379. */
+  port?: number;
+  username?: string;
+  password?: string;
+  db?: number;
+  /** Redis Cluster: some of its nodes; the rest are found, MOVED and ASK followed. */
+  cluster?: RedisNode[];
+  /** Sentinels watching the master named `name` (or `masterName`); failovers are followed. */
+  sentinels?: RedisNode[];
+  name?: string;
+  masterName?: string;
+  /** Prepended to each id to make its key (ioredis' `keyPrefix` is read too). Default none. */
+  prefix?: string;
+  keyPrefix?: string;
+  /** 'thinkjs3' (think-session-redis's records, the default) or 'thinkjs2'. */
+  format?: 'thinkjs3' | 'thinkjs2';
+  /** Milliseconds (or '3s'-style) a connection attempt may take. Default 3000. */
+  connectTimeout?: number | string;
+  /** Milliseconds (or '3s'-style) any call may take, reconnecting included. Default 3000. */
+  commandTimeout?: number | string;
+  /** Most bytes of JSON per session; a bigger write rejects with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
+  maxBytes?: number;
+}
+
+/** Sessions in Redis, in think-session-redis's format; one server, a cluster or Sentinel. */
+export declare class RedisSession extends NativeSession {
+  constructor(options?: RedisSessionOptions, ctx?: object, cookieOptions?: SessionCookieOptions);
+}
+
+/** The Redis store behind RedisSession, for direct use: JSON text in and out. */
+export declare class RedisStore {
+  constructor(options?: RedisStoreOptions);
+  readonly slot: number;
+  load(id: string, autoUpdateRate: number): Promise<string | null>;
+  /** As MemoryStore.apply, merged on the server by a script; resolved once Redis has it. */
+  apply(id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>;
+  destroy(id: string): Promise<void>;
+  /** Redis expires sessions by itself: resolves with 0. */
   gc(): Promise<number>;
 }

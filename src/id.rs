@@ -27,6 +27,22 @@ impl SessionId {
         Ok(SessionId(id))
     }
 
+    /// As [`SessionId::parse`], from the UTF-16 code units a JS string is made of. A unit
+    /// outside ASCII is refused as it is, never narrowed to a byte that might pass.
+    pub fn from_utf16(units: &[u16]) -> Result<Self> {
+        check_len(units.len())?;
+        if let Some(&unit) = units.iter().find(|&&u| u >= 128 || !ID_BYTES[u as usize]) {
+            return Err(Error::InvalidId(format!(
+                "character U+{unit:04X} is outside [A-Za-z0-9_-]"
+            )));
+        }
+        // Every unit is an id byte, so narrowing each is exact and the bytes are ASCII.
+        let bytes = units.iter().map(|&u| u as u8).collect();
+        String::from_utf8(bytes)
+            .map(SessionId)
+            .map_err(|e| Error::InvalidId(e.to_string()))
+    }
+
     /// A fresh uuid v4 (122 random bits from the OS), the format think-session issues.
     pub fn generate() -> Result<Self> {
         let mut bytes = [0u8; 16];
@@ -57,21 +73,37 @@ impl fmt::Display for SessionId {
 
 /// The id alphabet: `[A-Za-z0-9_-]`, nothing that a path, a key pattern or SQL gives meaning.
 pub fn is_id_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+    ID_BYTES[b as usize]
 }
+
+/// [`is_id_byte`] as a table: one load per character on the per-request path.
+const ID_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
+        b += 1;
+    }
+    table
+};
 
 /// True when `id` may be used as a session id.
 pub fn is_valid(id: &str) -> bool {
     check(id).is_ok()
 }
 
-fn check(id: &str) -> Result<()> {
-    if id.len() < MIN_LEN || id.len() > MAX_LEN {
+fn check_len(len: usize) -> Result<()> {
+    if !(MIN_LEN..=MAX_LEN).contains(&len) {
         return Err(Error::InvalidId(format!(
-            "length {} is outside {MIN_LEN}..={MAX_LEN}",
-            id.len()
+            "length {len} is outside {MIN_LEN}..={MAX_LEN}"
         )));
     }
+    Ok(())
+}
+
+fn check(id: &str) -> Result<()> {
+    check_len(id.len())?;
     match id.bytes().find(|b| !is_id_byte(*b)) {
         Some(b) => Err(Error::InvalidId(format!(
             "byte 0x{b:02x} is outside [A-Za-z0-9_-]"
@@ -114,6 +146,23 @@ mod tests {
             SessionId::parse("../x").unwrap_err().code().as_str(),
             "ERR_SESSION_INVALID_ID"
         );
+    }
+
+    #[test]
+    fn utf16_ids_follow_the_same_rule() {
+        let units = |s: &str| s.encode_utf16().collect::<Vec<u16>>();
+        let id = SessionId::from_utf16(&units("3b241101-e2bb-4255-8caf-4136c566a962")).unwrap();
+        assert_eq!(id.as_str(), "3b241101-e2bb-4255-8caf-4136c566a962");
+        // U+0141 would narrow to 'A' and U+FF3F to '_': both must fail, not pass as ASCII.
+        for bad in [
+            "abcdefgh\u{141}",
+            "abcdefgh\u{ff3f}",
+            "../../abcdefgh",
+            "short",
+        ] {
+            let err = SessionId::from_utf16(&units(bad)).unwrap_err();
+            assert_eq!(err.code().as_str(), "ERR_SESSION_INVALID_ID", "{bad}");
+        }
     }
 
     #[test]

@@ -74,25 +74,50 @@ pub struct Patch {
 }
 
 impl Patch {
-    /// Parses a patch written as one JSON object, where `null` removes the key, as
-    /// `this.session(name, null)` does in ThinkJS.
-    pub fn from_json(changes: &str, max_age_ms: i64) -> Result<Self> {
+    /// A patch that changes no key: applied, it gives the record a new lifetime from now
+    /// (ThinkJS's `update()`), creating an empty one when missing.
+    pub fn new(max_age_ms: i64) -> Result<Self> {
         check_max_age(max_age_ms)?;
-        let members = Members::parse(changes)
-            .map_err(|e| Error::InvalidValue(format!("the changes are not a JSON object: {e}")))?;
-        let mut patch = Patch {
-            set: Vec::with_capacity(members.0.len()),
+        Ok(Patch {
+            set: Vec::new(),
             remove: Vec::new(),
             max_age_ms,
-        };
-        for (key, value) in members.0 {
-            if value.get() == "null" {
-                patch.remove.push(key.into_owned());
-            } else {
-                patch.set.push((key.into_owned(), value.to_owned()));
-            }
+        })
+    }
+
+    /// Sets `name` to `value`, the JSON text `JSON.stringify` wrote; `null` removes the
+    /// key, as `this.session(name, null)` does in ThinkJS.
+    pub fn set(&mut self, name: String, value: String) -> Result<()> {
+        self.set.retain(|(key, _)| *key != name);
+        self.remove.retain(|key| *key != name);
+        if value == "null" {
+            self.remove.push(name);
+            return Ok(());
         }
-        Ok(patch)
+        let value = RawValue::from_string(value)
+            .map_err(|e| Error::InvalidValue(format!("the value of {name:?} is not JSON: {e}")))?;
+        self.set.push((name, value));
+        Ok(())
+    }
+
+    /// A patch from `(name, JSON text)` pairs, for tests.
+    #[cfg(test)]
+    pub fn of(changes: &[(&str, &str)], max_age_ms: i64) -> Patch {
+        let mut patch = Patch::new(max_age_ms).unwrap();
+        for (name, value) in changes {
+            patch.set(name.to_string(), value.to_string()).unwrap();
+        }
+        patch
+    }
+
+    /// The keys this patch sets, with their JSON text.
+    pub fn sets(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.set.iter().map(|(k, v)| (k.as_str(), v.get()))
+    }
+
+    /// The keys this patch removes.
+    pub fn removes(&self) -> impl Iterator<Item = &str> {
+        self.remove.iter().map(String::as_str)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -139,26 +164,44 @@ impl Patch {
                 None => members.push((Cow::Borrowed(key), value)),
             }
         }
-        let mut out = Vec::with_capacity(
+        let mut out = String::with_capacity(
             data.len()
                 + self
                     .set
                     .iter()
-                    .map(|(k, v)| k.len() + v.get().len() + 4)
+                    .map(|(k, v)| k.len() + v.get().len() + 8)
                     .sum::<usize>(),
         );
-        out.push(b'{');
+        out.push('{');
         for (i, (key, value)) in members.iter().enumerate() {
             if i > 0 {
-                out.push(b',');
+                out.push(',');
             }
-            serde_json::to_writer(&mut out, key.as_ref())
-                .map_err(|e| Error::InvalidValue(e.to_string()))?;
-            out.push(b':');
-            out.extend_from_slice(value.get().as_bytes());
+            write_key(&mut out, key);
+            out.push(':');
+            out.push_str(value.get());
         }
-        out.push(b'}');
-        String::from_utf8(out).map_err(|e| Error::InvalidValue(e.to_string()))
+        out.push('}');
+        Ok(out)
+    }
+}
+
+/// `key` as a JSON string, escaped as JSON.stringify escapes it.
+pub fn json_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len() + 2);
+    write_key(&mut out, key);
+    out
+}
+
+/// Writes `key` as a JSON string. Most keys need no escaping and are copied as they are.
+fn write_key(out: &mut String, key: &str) {
+    if key.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(key);
+        out.push('"');
+    } else {
+        // A str always serialises: escaping cannot fail.
+        out.push_str(&serde_json::to_string(key).unwrap_or_default());
     }
 }
 
@@ -243,7 +286,7 @@ mod tests {
 
     #[test]
     fn creates_a_record_when_missing() {
-        let patch = Patch::from_json(r#"{"user":{"name":"ann"}}"#, 500).unwrap();
+        let patch = Patch::of(&[("user", r#"{"name":"ann"}"#)], 500);
         let rec = patch.apply_to(None, 100, 1024).unwrap();
         assert_eq!(rec.data, r#"{"user":{"name":"ann"}}"#);
         assert_eq!(rec.expires_at_ms, 600);
@@ -252,13 +295,13 @@ mod tests {
 
     #[test]
     fn merges_only_the_changed_keys_and_null_removes() {
-        let patch = Patch::from_json(r#"{"b":2,"c":null}"#, 1_000).unwrap();
-        let rec = patch
+        let rec = Patch::of(&[("b", "2"), ("c", "null")], 1_000)
             .apply_to(Some(&record(r#"{"a":1,"c":3}"#)), 0, 1024)
             .unwrap();
         assert_eq!(rec.data, r#"{"a":1,"b":2}"#);
-        let patch = Patch::from_json(r#"{"z":0,"a":5}"#, 1_000).unwrap();
-        let rec = patch.apply_to(Some(&rec), 0, 1024).unwrap();
+        let rec = Patch::of(&[("z", "0"), ("a", "5")], 1_000)
+            .apply_to(Some(&rec), 0, 1024)
+            .unwrap();
         assert_eq!(
             rec.data, r#"{"a":5,"b":2,"z":0}"#,
             "updated keys keep their place"
@@ -267,10 +310,15 @@ mod tests {
 
     #[test]
     fn keeps_numbers_exactly_as_written() {
-        let text =
-            r#"{"big":9007199254740991,"f":0.1,"e":1e+21,"z":0,"s":"ü\u0000","k\"q\u00e9":1}"#;
-        let patch = Patch::from_json(text, 1_000).unwrap();
-        let rec = patch.apply_to(None, 0, 1024).unwrap();
+        let changes = [
+            ("big", "9007199254740991"),
+            ("f", "0.1"),
+            ("e", "1e+21"),
+            ("z", "0"),
+            ("s", r#""ü\u0000""#),
+            ("k\"qé", "1"),
+        ];
+        let rec = Patch::of(&changes, 1_000).apply_to(None, 0, 1024).unwrap();
         for part in [
             "9007199254740991",
             "0.1",
@@ -284,27 +332,38 @@ mod tests {
 
     #[test]
     fn rejects_data_over_the_limit_without_a_record() {
-        let patch = Patch::from_json(r#"{"blob":"0123456789"}"#, 1_000).unwrap();
-        let err = patch.apply_to(None, 0, 10).unwrap_err();
+        let err = Patch::of(&[("blob", r#""0123456789""#)], 1_000)
+            .apply_to(None, 0, 10)
+            .unwrap_err();
         assert_eq!(err.code().as_str(), "ERR_SESSION_TOO_LARGE");
     }
 
     #[test]
-    fn rejects_patches_that_are_not_objects_and_bad_lifetimes() {
-        for bad in ["[1,2]", "\"x\"", "{", "{\"a\":}", ""] {
-            let err = Patch::from_json(bad, 1_000).unwrap_err();
+    fn rejects_values_that_are_not_json_and_bad_lifetimes() {
+        for bad in ["{", "{\"a\":}", "", "undefined", "1 2"] {
+            let err = Patch::new(1_000)
+                .unwrap()
+                .set("a".into(), bad.into())
+                .unwrap_err();
             assert_eq!(err.code().as_str(), "ERR_SESSION_VALUE", "{bad}");
         }
         assert_eq!(
-            Patch::from_json("{}", 0).unwrap_err().code().as_str(),
+            Patch::new(0).unwrap_err().code().as_str(),
             "ERR_SESSION_OPTIONS"
         );
     }
 
     #[test]
+    fn the_last_write_of_a_key_in_one_patch_wins() {
+        let rec = Patch::of(&[("a", "1"), ("a", "null"), ("b", "1"), ("b", "2")], 1_000)
+            .apply_to(Some(&record(r#"{"a":0}"#)), 0, 1024)
+            .unwrap();
+        assert_eq!(rec.data, r#"{"b":2}"#);
+    }
+
+    #[test]
     fn a_corrupt_stored_record_is_a_store_error() {
-        let patch = Patch::from_json(r#"{"a":1}"#, 1_000).unwrap();
-        let err = patch
+        let err = Patch::of(&[("a", "1")], 1_000)
             .apply_to(Some(&record("not json")), 0, 1024)
             .unwrap_err();
         assert_eq!(err.code().as_str(), "ERR_SESSION_STORE");

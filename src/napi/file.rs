@@ -3,9 +3,11 @@ use std::path::PathBuf;
 use napi::bindgen_prelude::AsyncTask;
 use napi_derive::napi;
 
-use super::{blocking, loaded_text, parse_id, whole_count, whole_ms, Blocking, Result, Slots};
+use super::{
+    blocking, loaded_text, patch_of, whole_count, Blocking, IdArg, Result, Slots, TextArg,
+};
 use crate::error::Error;
-use crate::session::{now_ms, Patch};
+use crate::session::now_ms;
 use crate::store::file::{self, FileOptions, FileStore, Layout};
 
 static STORES: Slots<FileStore> = Slots::new();
@@ -48,41 +50,50 @@ pub fn file_store_create(options: FileStoreOptions) -> Result<u32> {
 
 /// The data of the live session as JSON text, or null; as memoryStoreLoad, a leading
 /// space marks a read that also refreshed the expiry.
-#[napi(ts_return_type = "Promise<string | null>")]
+#[napi(
+    ts_args_type = "slot: number, id: string, autoUpdateRate: number",
+    ts_return_type = "Promise<string | null>"
+)]
 pub fn file_store_load(
     slot: u32,
-    id: String,
+    id: IdArg,
     auto_update_rate: f64,
 ) -> Result<AsyncTask<Blocking<Option<String>>>> {
     let store = STORES.get(slot)?;
-    let id = parse_id(id)?;
+    let id = id.0?;
     Ok(blocking(move || {
         let loaded = store.load_data_blocking(&id, now_ms(), auto_update_rate)?;
-        Ok(loaded_text(loaded))
+        Ok(loaded.map(|(data, refreshed)| loaded_text(&data, refreshed).into_owned()))
     }))
 }
 
-/// Merges `changes` (a JSON object; `null` removes a key) into the session file under
-/// the store's lock and sets its expiry to now + `maxAgeMs`.
-#[napi(ts_return_type = "Promise<void>")]
+/// As memoryStoreApply, on the session file under the store's lock.
+#[napi(
+    ts_args_type = "slot: number, id: string, name: string | null, value: string | null, maxAgeMs: number",
+    ts_return_type = "Promise<void>"
+)]
 pub fn file_store_apply(
     slot: u32,
-    id: String,
-    changes: String,
+    id: IdArg,
+    name: Option<TextArg>,
+    value: Option<TextArg>,
     max_age_ms: f64,
 ) -> Result<AsyncTask<Blocking<()>>> {
     let store = STORES.get(slot)?;
-    let id = parse_id(id)?;
-    let patch = Patch::from_json(&changes, whole_ms("maxAge", max_age_ms)?)?;
+    let id = id.0?;
+    let patch = patch_of(name, value, max_age_ms)?;
     Ok(blocking(move || {
         store.apply_patch_blocking(&id, &patch, now_ms())
     }))
 }
 
-#[napi(ts_return_type = "Promise<void>")]
-pub fn file_store_destroy(slot: u32, id: String) -> Result<AsyncTask<Blocking<()>>> {
+#[napi(
+    ts_args_type = "slot: number, id: string",
+    ts_return_type = "Promise<void>"
+)]
+pub fn file_store_destroy(slot: u32, id: IdArg) -> Result<AsyncTask<Blocking<()>>> {
     let store = STORES.get(slot)?;
-    let id = parse_id(id)?;
+    let id = id.0?;
     Ok(blocking(move || store.destroy_blocking(&id)))
 }
 

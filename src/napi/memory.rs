@@ -1,8 +1,11 @@
 use napi::bindgen_prelude::AsyncTask;
+use napi::{Env, JsString};
 use napi_derive::napi;
 
-use super::{blocking, loaded_text, parse_id, whole_count, whole_ms, Blocking, Result, Slots};
-use crate::session::{now_ms, Patch};
+use super::{
+    blocking, js_loaded_text, patch_of, whole_count, Blocking, IdArg, Result, Slots, TextArg,
+};
+use crate::session::now_ms;
 use crate::store::memory::{self, MemoryOptions, MemoryStore};
 
 static STORES: Slots<MemoryStore> = Slots::new();
@@ -30,25 +33,45 @@ pub fn memory_store_create(options: Option<MemoryStoreOptions>) -> Result<u32> {
 /// The data of the live session as JSON text, or null. When less than `autoUpdateRate`
 /// of its lifetime is left the expiry is refreshed too, and the text then starts with a
 /// space (which JSON.parse ignores) so the caller knows to send the cookie again.
-#[napi]
-pub fn memory_store_load(slot: u32, id: String, auto_update_rate: f64) -> Result<Option<String>> {
-    let id = parse_id(id)?;
-    let loaded = STORES.get(slot)?.load_data(&id, now_ms(), auto_update_rate);
-    Ok(loaded_text(loaded))
+#[napi(
+    ts_args_type = "slot: number, id: string, autoUpdateRate: number",
+    ts_return_type = "string | null"
+)]
+pub fn memory_store_load<'env>(
+    env: &'env Env,
+    slot: u32,
+    id: IdArg,
+    auto_update_rate: f64,
+) -> Result<Option<JsString<'env>>> {
+    let id = id.0?;
+    STORES
+        .get(slot)?
+        .load_data(&id, now_ms(), auto_update_rate, |data, refreshed| {
+            js_loaded_text(env, data, refreshed)
+        })
+        .transpose()
 }
 
-/// Merges `changes` (a JSON object; `null` removes a key) into the record and sets its
-/// expiry to now + `maxAgeMs`, creating the record when missing.
-#[napi]
-pub fn memory_store_apply(slot: u32, id: String, changes: String, max_age_ms: f64) -> Result<()> {
-    let id = parse_id(id)?;
-    let patch = Patch::from_json(&changes, whole_ms("maxAge", max_age_ms)?)?;
+/// Sets key `name` to `value` (JSON text; `"null"` removes the key) and the expiry to
+/// now + `maxAgeMs`, creating the record when missing. A null `name` only sets the expiry.
+#[napi(
+    ts_args_type = "slot: number, id: string, name: string | null, value: string | null, maxAgeMs: number"
+)]
+pub fn memory_store_apply(
+    slot: u32,
+    id: IdArg,
+    name: Option<TextArg>,
+    value: Option<TextArg>,
+    max_age_ms: f64,
+) -> Result<()> {
+    let id = id.0?;
+    let patch = patch_of(name, value, max_age_ms)?;
     Ok(STORES.get(slot)?.apply_patch_now(&id, &patch, now_ms())?)
 }
 
-#[napi]
-pub fn memory_store_destroy(slot: u32, id: String) -> Result<()> {
-    let id = parse_id(id)?;
+#[napi(ts_args_type = "slot: number, id: string")]
+pub fn memory_store_destroy(slot: u32, id: IdArg) -> Result<()> {
+    let id = id.0?;
     STORES.get(slot)?.destroy_now(&id);
     Ok(())
 }

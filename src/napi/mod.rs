@@ -1,15 +1,22 @@
 //! Node bindings: type and error conversion only, no session logic.
 
-use std::sync::{Arc, RwLock};
+use std::borrow::Cow;
+use std::sync::RwLock;
 
 use napi::bindgen_prelude::{AsyncTask, ToNapiValue, TypeName};
-use napi::{Env, JsError, Status, Task};
+use napi::{Env, JsError, JsString, Status, Task};
 use napi_derive::napi;
 
 use crate::error::{Error, ErrorCode};
+use crate::session::Patch;
 
+mod args;
 mod file;
+mod io;
 mod memory;
+mod redis;
+
+use args::{IdArg, TextArg};
 
 pub type Result<T> = napi::Result<T, ErrorCode>;
 
@@ -22,9 +29,10 @@ impl From<Error> for napi::Error<ErrorCode> {
 /// Stores created from JavaScript, named there by their slot number. A plain function
 /// taking a slot costs a tenth of a method call on a napi class, whose receiver is wrapped
 /// in a fresh reference on every call; the per-request path cannot afford that. Stores
-/// are made once per configuration and live as long as the process.
-pub struct Slots<T> {
-    items: RwLock<Vec<Arc<T>>>,
+/// are made once per configuration and live as long as the process, so a slot hands out
+/// a plain `&'static` with no reference count to keep.
+pub struct Slots<T: 'static> {
+    items: RwLock<Vec<&'static T>>,
 }
 
 impl<T> Slots<T> {
@@ -36,13 +44,13 @@ impl<T> Slots<T> {
 
     pub fn insert(&self, item: T) -> u32 {
         let mut items = self.items.write().unwrap_or_else(|p| p.into_inner());
-        items.push(Arc::new(item));
+        items.push(Box::leak(Box::new(item)));
         (items.len() - 1) as u32
     }
 
-    pub fn get(&self, slot: u32) -> Result<Arc<T>> {
+    pub fn get(&self, slot: u32) -> Result<&'static T> {
         let items = self.items.read().unwrap_or_else(|p| p.into_inner());
-        items.get(slot as usize).cloned().ok_or_else(|| {
+        items.get(slot as usize).copied().ok_or_else(|| {
             Error::InvalidOption {
                 name: "slot",
                 reason: format!("no store was created in slot {slot}"),
@@ -102,14 +110,30 @@ impl<T: ToNapiValue + TypeName + Send + 'static> Task for Blocking<T> {
 /// A loaded session as the glue receives it: the data's JSON text, with a leading space
 /// (which JSON.parse ignores) when the read also refreshed the expiry, so the glue knows
 /// to send the cookie again.
-fn loaded_text(loaded: Option<(String, bool)>) -> Option<String> {
-    loaded.map(|(data, refreshed)| if refreshed { format!(" {data}") } else { data })
+fn loaded_text(data: &str, refreshed: bool) -> Cow<'_, str> {
+    if refreshed {
+        Cow::Owned(format!(" {data}"))
+    } else {
+        Cow::Borrowed(data)
+    }
+}
+
+/// [`loaded_text`] as a JS string. Session data is mostly ASCII, which V8 takes as
+/// Latin-1 with a plain copy instead of decoding UTF-8.
+fn js_loaded_text<'env>(env: &'env Env, data: &str, refreshed: bool) -> Result<JsString<'env>> {
+    let text = loaded_text(data, refreshed);
+    let created = if text.is_ascii() {
+        env.create_string_latin1(text.as_bytes())
+    } else {
+        env.create_string(&text)
+    };
+    created.map_err(|e| Error::store("node", e.reason).into())
 }
 
 /// True when `id` may be used as a session id: `[A-Za-z0-9_-]`, 8 to 128 characters.
-#[napi]
-pub fn is_valid_id(id: String) -> bool {
-    crate::id::is_valid(&id)
+#[napi(ts_args_type = "id: string")]
+pub fn is_valid_id(id: IdArg) -> bool {
+    id.0.is_ok()
 }
 
 /// A fresh session id: a uuid v4 from the operating system's secure random source.
@@ -118,8 +142,17 @@ pub fn generate_id() -> Result<String> {
     Ok(crate::id::SessionId::generate()?.as_str().to_owned())
 }
 
-fn parse_id(id: String) -> Result<crate::id::SessionId> {
-    Ok(crate::id::SessionId::from_string(id)?)
+/// The patch of one `set(name, value)` (value: the JSON text; `null` removes the key),
+/// or of `update()` when `name` is null.
+fn patch_of(name: Option<TextArg>, value: Option<TextArg>, max_age_ms: f64) -> Result<Patch> {
+    let mut patch = Patch::new(whole_ms("maxAge", max_age_ms)?)?;
+    if let Some(name) = name {
+        let value = value.ok_or_else(|| {
+            Error::InvalidValue("a name needs a value: JSON text, or null to remove the key".into())
+        })?;
+        patch.set(name.0?, value.0?)?;
+    }
+    Ok(patch)
 }
 
 /// Milliseconds from JavaScript as a lifetime; fractions are cut, non-numbers refused.

@@ -24,9 +24,9 @@ pub async fn check(store: &dyn SessionStore) {
     );
 
     // create when missing, then merge only the changed keys
-    let patch = Patch::from_json(r#"{"x":1,"y":"two"}"#, 1_000).unwrap();
+    let patch = Patch::of(&[("x", "1"), ("y", r#""two""#)], 1_000);
     store.apply_patch(&a, &patch, now).await.unwrap();
-    let patch = Patch::from_json(r#"{"y":null,"z":[3]}"#, 1_000).unwrap();
+    let patch = Patch::of(&[("y", "null"), ("z", "[3]")], 1_000);
     store.apply_patch(&a, &patch, now).await.unwrap();
     assert_eq!(
         data(store, &a, now + 1).await.unwrap(),
@@ -42,9 +42,9 @@ pub async fn check(store: &dyn SessionStore) {
 
     // a patch on an expired record starts from nothing
     let b = id("b");
-    let patch = Patch::from_json(r#"{"old":true}"#, 10).unwrap();
+    let patch = Patch::of(&[("old", "true")], 10);
     store.apply_patch(&b, &patch, now).await.unwrap();
-    let patch = Patch::from_json(r#"{"new":true}"#, 1_000).unwrap();
+    let patch = Patch::of(&[("new", "true")], 1_000);
     store.apply_patch(&b, &patch, now + 20).await.unwrap();
     assert_eq!(
         data(store, &b, now + 21).await.unwrap(),
@@ -68,13 +68,17 @@ pub async fn check(store: &dyn SessionStore) {
     store.destroy(&b).await.unwrap();
     store.destroy(&b).await.unwrap();
     assert!(store.load(&b, now + 502).await.unwrap().is_none());
+}
 
+/// For stores whose gc does the expiring (Redis expires keys by itself).
+pub async fn check_gc(store: &dyn SessionStore) {
+    let now = 1_000_000;
     // gc removes the expired and keeps the live
     let live = id("live");
     let dead = id("dead");
-    let patch = Patch::from_json(r#"{"k":1}"#, 100_000).unwrap();
+    let patch = Patch::of(&[("k", "1")], 100_000);
     store.apply_patch(&live, &patch, now).await.unwrap();
-    let patch = Patch::from_json(r#"{"k":1}"#, 10).unwrap();
+    let patch = Patch::of(&[("k", "1")], 10);
     store.apply_patch(&dead, &patch, now).await.unwrap();
     let removed = store.gc(now + 50_000).await.unwrap();
     assert!(removed >= 1, "gc removed {removed}");

@@ -506,7 +506,9 @@ mod tests {
     async fn meets_the_store_contract_in_both_layouts() {
         for layout in [Layout::ThinkJs3, Layout::ThinkJs2 { depth: 2 }] {
             let dir = tempfile::tempdir().unwrap();
-            crate::store::conformance::check(&store(dir.path(), layout)).await;
+            let store = store(dir.path(), layout);
+            crate::store::conformance::check(&store).await;
+            crate::store::conformance::check_gc(&store).await;
         }
     }
 
@@ -514,7 +516,7 @@ mod tests {
     fn writes_think_session_files_format_at_its_path() {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path(), Layout::ThinkJs3);
-        let patch = Patch::from_json(r#"{"user":"ann"}"#, 1_000).unwrap();
+        let patch = Patch::of(&[("user", r#""ann""#)], 1_000);
         s.apply_patch_blocking(&id("abcdefgh-1"), &patch, 5_000)
             .unwrap();
         let text = fs::read_to_string(dir.path().join("sessions/abcdefgh-1")).unwrap();
@@ -531,7 +533,7 @@ mod tests {
     fn writes_thinkjs2_format_at_its_nested_path() {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path(), Layout::ThinkJs2 { depth: 2 });
-        let patch = Patch::from_json(r#"{"user":"ann"}"#, 3_600_000).unwrap();
+        let patch = Patch::of(&[("user", r#""ann""#)], 3_600_000);
         s.apply_patch_blocking(&id("abcdefgh_2"), &patch, 5_000)
             .unwrap();
         let text = fs::read_to_string(dir.path().join("sessions/a/b/abcdefgh_2.json")).unwrap();
@@ -558,7 +560,7 @@ mod tests {
     fn thinkjs2_timeout_rounds_up_to_whole_seconds() {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path(), Layout::ThinkJs2 { depth: 1 });
-        let patch = Patch::from_json(r#"{"a":1}"#, 1_500).unwrap();
+        let patch = Patch::of(&[("a", "1")], 1_500);
         s.apply_patch_blocking(&id("roundingid"), &patch, 0)
             .unwrap();
         let text = fs::read_to_string(dir.path().join("sessions/r/roundingid.json")).unwrap();
@@ -583,7 +585,7 @@ mod tests {
             assert!(s.load_blocking(&id(name), 0).unwrap().is_none(), "{name}");
         }
         // a write over a corrupt file starts afresh
-        let patch = Patch::from_json(r#"{"a":1}"#, 1_000).unwrap();
+        let patch = Patch::of(&[("a", "1")], 1_000);
         s.apply_patch_blocking(&id("corrupt-session"), &patch, 0)
             .unwrap();
         assert_eq!(
@@ -677,8 +679,7 @@ mod tests {
                 let s = s.clone();
                 std::thread::spawn(move || {
                     for k in 0..25 {
-                        let patch =
-                            Patch::from_json(&format!(r#"{{"t{t}k{k}":{k}}}"#), 60_000).unwrap();
+                        let patch = Patch::of(&[(&format!("t{t}k{k}"), &k.to_string())], 60_000);
                         s.apply_patch_blocking(&id("shared-session"), &patch, 0)
                             .unwrap();
                     }
@@ -711,7 +712,7 @@ mod tests {
             max_bytes: 100,
         })
         .unwrap();
-        let patch = Patch::from_json(r#"{"a":1}"#, 1_000).unwrap();
+        let patch = Patch::of(&[("a", "1")], 1_000);
         let err = s
             .apply_patch_blocking(&id("abcdefgh"), &patch, 0)
             .unwrap_err();

@@ -1,8 +1,7 @@
 //! In-process store: records live in Rust memory, off the V8 heap, bounded by a number
 //! of entries (least recently used goes first) and a size per record (G7).
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -38,6 +37,8 @@ impl Default for MemoryOptions {
 
 pub struct MemoryStore {
     shards: Box<[Mutex<LruCache<SessionId, Record>>]>,
+    /// Seeded per store, so no one can pick ids that all land in one shard.
+    shard_hasher: foldhash::fast::RandomState,
     entries_per_shard: usize,
     max_bytes: usize,
 }
@@ -65,6 +66,7 @@ impl MemoryStore {
             shards: (0..shards)
                 .map(|_| Mutex::new(LruCache::unbounded()))
                 .collect(),
+            shard_hasher: foldhash::fast::RandomState::default(),
             entries_per_shard: options.max_entries / shards,
             max_bytes: options.max_bytes,
         })
@@ -74,9 +76,7 @@ impl MemoryStore {
         let index = if self.shards.len() == 1 {
             0
         } else {
-            let mut hasher = DefaultHasher::new();
-            id.hash(&mut hasher);
-            hasher.finish() as usize % self.shards.len()
+            self.shard_hasher.hash_one(id) as usize % self.shards.len()
         };
         // A panic while holding the lock cannot leave a record half-written (records are
         // replaced whole), so a poisoned lock is still safe to use.
@@ -107,17 +107,19 @@ impl MemoryStore {
         self.with_live(id, now_ms, |record| record.clone())
     }
 
-    /// The data of the live record as JSON text, refreshing its expiry under the same lock
-    /// when `auto_update_rate` says so; the flag tells whether it did.
-    pub fn load_data(
+    /// Hands the data of the live record (JSON text) to `f`, refreshing its expiry under
+    /// the same lock when `auto_update_rate` says so; the flag tells `f` whether it did.
+    /// The text is lent, not copied: the caller turns it into what it needs in place.
+    pub fn load_data<T>(
         &self,
         id: &SessionId,
         now_ms: i64,
         auto_update_rate: f64,
-    ) -> Option<(String, bool)> {
+        f: impl FnOnce(&str, bool) -> T,
+    ) -> Option<T> {
         self.with_live(id, now_ms, |record| {
             let refreshed = record.refresh_if_due(now_ms, auto_update_rate);
-            (record.data.clone(), refreshed)
+            f(&record.data, refreshed)
         })
     }
 
@@ -208,8 +210,8 @@ mod tests {
         SessionId::parse(&format!("session-{n:08}")).unwrap()
     }
 
-    fn set(store: &MemoryStore, n: usize, json: &str, now: i64) {
-        let patch = Patch::from_json(json, 1_000).unwrap();
+    fn set(store: &MemoryStore, n: usize, changes: &[(&str, &str)], now: i64) {
+        let patch = Patch::of(changes, 1_000);
         store.apply_patch_now(&id(n), &patch, now).unwrap();
     }
 
@@ -217,6 +219,7 @@ mod tests {
     async fn meets_the_store_contract() {
         let store = MemoryStore::new(MemoryOptions::default()).unwrap();
         crate::store::conformance::check(&store).await;
+        crate::store::conformance::check_gc(&store).await;
     }
 
     #[test]
@@ -227,10 +230,10 @@ mod tests {
         })
         .unwrap();
         for n in 0..3 {
-            set(&store, n, r#"{"a":1}"#, 0);
+            set(&store, n, &[("a", "1")], 0);
         }
         assert!(store.load_now(&id(0), 1).is_some()); // 0 is now the most recent
-        set(&store, 3, r#"{"a":1}"#, 0);
+        set(&store, 3, &[("a", "1")], 0);
         assert_eq!(store.len(), 3);
         assert!(
             store.load_now(&id(1), 1).is_none(),
@@ -247,7 +250,7 @@ mod tests {
         })
         .unwrap();
         for n in 0..20_000 {
-            set(&store, n, "{}", 0);
+            set(&store, n, &[], 0);
         }
         assert!(store.len() <= 8_000);
         assert!(
@@ -264,8 +267,8 @@ mod tests {
             max_bytes: 20,
         })
         .unwrap();
-        set(&store, 1, r#"{"a":1}"#, 0);
-        let big = Patch::from_json(r#"{"b":"0123456789abcdef"}"#, 1_000).unwrap();
+        set(&store, 1, &[("a", "1")], 0);
+        let big = Patch::of(&[("b", r#""0123456789abcdef""#)], 1_000);
         let err = store.apply_patch_now(&id(1), &big, 0).unwrap_err();
         assert_eq!(err.code().as_str(), "ERR_SESSION_TOO_LARGE");
         assert_eq!(store.load_now(&id(1), 1).unwrap().data, r#"{"a":1}"#);
@@ -274,24 +277,19 @@ mod tests {
     #[test]
     fn load_data_refreshes_once_past_the_rate() {
         let store = MemoryStore::new(MemoryOptions::default()).unwrap();
-        set(&store, 1, r#"{"a":1}"#, 0); // expires at 1000
-        assert_eq!(
-            store.load_data(&id(1), 400, 0.5),
-            Some((r#"{"a":1}"#.into(), false))
-        );
-        assert_eq!(
-            store.load_data(&id(1), 600, 0.5),
-            Some((r#"{"a":1}"#.into(), true))
-        );
+        set(&store, 1, &[("a", "1")], 0); // expires at 1000
+        let load = |now| store.load_data(&id(1), now, 0.5, |d, r| (d.to_owned(), r));
+        assert_eq!(load(400), Some((r#"{"a":1}"#.into(), false)));
+        assert_eq!(load(600), Some((r#"{"a":1}"#.into(), true)));
         assert_eq!(store.load_now(&id(1), 1_500).unwrap().expires_at_ms, 1_600);
-        assert_eq!(store.load_data(&id(1), 1_600, 0.5), None, "expired");
+        assert_eq!(load(1_600), None, "expired");
     }
 
     #[test]
     fn gc_removes_only_expired() {
         let store = MemoryStore::new(MemoryOptions::default()).unwrap();
-        set(&store, 1, "{}", 0); // expires at 1000
-        set(&store, 2, "{}", 5_000); // expires at 6000
+        set(&store, 1, &[], 0); // expires at 1000
+        set(&store, 2, &[], 5_000); // expires at 6000
         assert_eq!(store.gc_now(2_000), 1);
         assert_eq!(store.len(), 1);
         assert!(store.load_now(&id(2), 2_000).is_some());
@@ -322,7 +320,7 @@ mod tests {
                 let store = store.clone();
                 std::thread::spawn(move || {
                     for k in 0..50 {
-                        set(&store, 7, &format!(r#"{{"t{t}k{k}":{k}}}"#), 0);
+                        set(&store, 7, &[(&format!("t{t}k{k}"), &k.to_string())], 0);
                     }
                 })
             })

@@ -9,6 +9,7 @@ use crate::session::{Patch, Record};
 
 pub mod file;
 pub mod memory;
+pub mod redis;
 
 #[async_trait]
 pub trait SessionStore: Send + Sync {

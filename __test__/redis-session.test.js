@@ -1,0 +1,271 @@
+'use strict';
+// RedisSession and RedisStore against real servers started here: a standalone server
+// (stopped and started again mid-test), a 3-master cluster and a Sentinel-watched master.
+const { describe, it, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { EventEmitter } = require('events');
+const { RedisSession, RedisStore, generateId } = require('..');
+const ThinkSessionRedis = require('think-session-redis');
+const { startServer, startCluster, startSentinel, waitFor } = require('./support/redis');
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// Tries `call` up to 50 times, 200 ms apart; true once it succeeds.
+async function eventually(call) {
+  for (let i = 0; i < 50; i++) {
+    try {
+      await call();
+      return true;
+    } catch {
+      await sleep(200);
+    }
+  }
+  return false;
+}
+const ctx = () => ({ res: new EventEmitter(), cookie() {} });
+
+describe('RedisSession on one server', () => {
+  let server;
+  const options = (extra = {}) => ({ port: server.port, cookie: generateId(), maxAge: 3600000, ...extra });
+  before(async () => {
+    server = await startServer();
+  });
+  after(() => server && server.close());
+
+  it('gets, sets, removes with null and clears; a new handle sees each write at once', async () => {
+    const opts = options();
+    const s = new RedisSession(opts);
+    assert.deepEqual(await s.get(), {});
+    await s.set('user', { name: 'ann' });
+    await s.set('n', 1);
+    await s.set('n', null);
+    assert.deepEqual(await new RedisSession(opts).get(), { user: { name: 'ann' } });
+    await s.delete();
+    assert.deepEqual(await new RedisSession(opts).get(), {});
+    assert.equal(server.cli('exists', opts.cookie), '0');
+  });
+
+  it('keeps numbers and text exactly as JSON.stringify writes them', async () => {
+    const opts = options();
+    const values = {
+      max: 2 ** 53 - 1,
+      tenth: 0.1,
+      big: 1e21,
+      negZero: -0,
+      tiny: 5e-324,
+      nested: { a: [1, { b: 'c' }], ключ: 'значение 😀' },
+      'k\u00e9y "q"\n': 'v\u00e9 \\ \u2028',
+    };
+    const s = new RedisSession(opts);
+    for (const [k, v] of Object.entries(values)) await s.set(k, v);
+    const text = JSON.parse(server.cli('get', opts.cookie)).data;
+    assert.equal(JSON.stringify(text), JSON.stringify(JSON.parse(JSON.stringify(values))));
+    assert.match(
+      server.cli('get', opts.cookie),
+      /"max":9007199254740991,"tenth":0\.1,"big":1e\+21,"negZero":0,"tiny":5e-324/,
+    );
+    assert.deepEqual(await new RedisSession(opts).get(), JSON.parse(JSON.stringify(values)));
+  });
+
+  it('50 concurrent writers on one session each keep their key (G2)', async () => {
+    const opts = options();
+    await Promise.all(Array.from({ length: 50 }, (_, i) => new RedisSession(opts).set(`k${i}`, i)));
+    const data = await new RedisSession(opts).get();
+    assert.equal(Object.keys(data).length, 50);
+  });
+
+  it('writes the record as think-session-redis does: key = id, PX maxAge', async () => {
+    const opts = options({ maxAge: 60000 });
+    const before = Date.now();
+    await new RedisSession(opts).set('a', 1);
+    const record = JSON.parse(server.cli('get', opts.cookie));
+    assert.deepEqual(Object.keys(record), ['data', 'maxAge', 'expires']);
+    assert.deepEqual(record.data, { a: 1 });
+    assert.equal(record.maxAge, 60000);
+    assert.ok(record.expires >= before + 60000 && record.expires <= Date.now() + 60000);
+    const ttl = Number(server.cli('pttl', opts.cookie));
+    assert.ok(ttl > 58000 && ttl <= 60000, `pttl ${ttl}`);
+  });
+
+  it('reads what think-session-redis wrote, and it reads ours (G4)', async () => {
+    const theirs = options();
+    const peer = new ThinkSessionRedis({ ...theirs, host: '127.0.0.1' }, ctx(), { autoUpdateRate: 0.5 });
+    await peer.set('user', { name: 'ann', n: 2 ** 53 - 1 });
+    peer.ctx.res.emit('finish');
+    await waitFor(() => server.cli('exists', theirs.cookie) === '1', 'the peer to write');
+    await sleep(50);
+    const ours = new RedisSession(theirs);
+    assert.deepEqual(await ours.get('user'), { name: 'ann', n: 2 ** 53 - 1 });
+    await ours.set('visits', 3);
+
+    const back = new ThinkSessionRedis({ ...theirs, host: '127.0.0.1' }, ctx(), { autoUpdateRate: 0.5 });
+    assert.deepEqual(await back.get(), { user: { name: 'ann', n: 2 ** 53 - 1 }, visits: 3 });
+    // The peer's ioredis clients would keep the process alive and reconnect forever.
+    for (const handle of [peer, back]) handle.redis.redis.disconnect();
+  });
+
+  it('an expired record is gone, and maxAge bounds it on the server too (G6)', async () => {
+    const opts = options({ maxAge: 150 });
+    await new RedisSession(opts).set('a', 1);
+    assert.deepEqual(await new RedisSession(opts).get(), { a: 1 });
+    await sleep(200);
+    assert.deepEqual(await new RedisSession(opts).get(), {});
+    assert.equal(server.cli('exists', opts.cookie), '0');
+  });
+
+  it('refreshes the expiry and the cookie past the autoUpdate rate', async () => {
+    const opts = options({ maxAge: 400 });
+    await new RedisSession(opts).set('a', 1);
+    await sleep(250);
+    const sent = [];
+    const s = new RedisSession(
+      opts,
+      { cookie: (name, value) => sent.push(value) },
+      { name: 'sid', autoUpdateRate: 0.5 },
+    );
+    assert.deepEqual(await s.get(), { a: 1 });
+    assert.deepEqual(sent, [opts.cookie]);
+    await sleep(250); // past the first expiry, within the refreshed one
+    assert.deepEqual(await new RedisSession(opts).get(), { a: 1 });
+  });
+
+  it('rejects bad input with coded errors and writes nothing', async () => {
+    const opts = options({ maxBytes: 100 });
+    const s = new RedisSession(opts);
+    await assert.rejects(s.set('big', 'x'.repeat(200)), { code: 'ERR_SESSION_TOO_LARGE' });
+    await assert.rejects(s.set('n', 10n), { code: 'ERR_SESSION_VALUE' });
+    const cyclic = {};
+    cyclic.self = cyclic;
+    await assert.rejects(s.set('c', cyclic), { code: 'ERR_SESSION_VALUE' });
+    assert.equal(server.cli('exists', opts.cookie), '0');
+    const store = new RedisStore({ port: server.port });
+    assert.throws(() => store.load('../../x', 0.5), { code: 'ERR_SESSION_INVALID_ID' });
+    assert.throws(() => new RedisStore({ port: server.port, format: 'xml' }), { code: 'ERR_SESSION_OPTIONS' });
+    assert.throws(() => new RedisSession({ cookie: generateId(), cluster: [] }), { code: 'ERR_SESSION_OPTIONS' });
+  });
+
+  it('a prefix and a db keep sessions apart', async () => {
+    const opts = options({ prefix: 'sess:', db: 3 });
+    await new RedisSession(opts).set('a', 1);
+    assert.equal(server.cli('-n', '3', 'exists', `sess:${opts.cookie}`), '1');
+    assert.equal(server.cli('exists', opts.cookie), '0');
+    assert.deepEqual(await new RedisSession(opts).get(), { a: 1 });
+  });
+
+  it('the ThinkJS 2 format stores the data object itself', async () => {
+    const opts = options({ format: 'thinkjs2', maxAge: 60000 });
+    await new RedisSession(opts).set('a', 1);
+    await new RedisSession(opts).set('b', 'x');
+    assert.deepEqual(JSON.parse(server.cli('get', opts.cookie)), { a: 1, b: 'x' });
+    assert.deepEqual(await new RedisSession(opts).get(), { a: 1, b: 'x' });
+  });
+});
+
+describe('RedisSession when Redis goes down and comes back', () => {
+  let server;
+  before(async () => {
+    // Persistence on, so a restart keeps what was acknowledged.
+    server = await startServer({ args: ['--appendonly', 'yes', '--appendfsync', 'always'] });
+  });
+  after(() => server && server.close());
+
+  it('fails fast with an error naming Redis, then recovers without a restart (G3)', async () => {
+    const base = { port: server.port, maxAge: 3600000, commandTimeout: 1000, connectTimeout: 500 };
+    const acknowledged = [];
+    for (let i = 0; i < 20; i++) {
+      const cookie = generateId();
+      await new RedisSession({ ...base, cookie }).set('i', i);
+      acknowledged.push(cookie);
+    }
+    await server.stop();
+    for (let i = 0; i < 5; i++) {
+      const started = Date.now();
+      const s = new RedisSession({ ...base, cookie: generateId() });
+      await assert.rejects(s.get(), (err) => {
+        assert.equal(err.code, 'ERR_SESSION_STORE');
+        assert.match(err.message, new RegExp(`redis.*127\\.0\\.0\\.1:${server.port}`));
+        return true;
+      });
+      await assert.rejects(s.set('x', 1), { code: 'ERR_SESSION_STORE' });
+      assert.ok(Date.now() - started < 2500, `failed after ${Date.now() - started} ms`);
+    }
+    await server.start();
+    const recovered = await eventually(() => new RedisSession({ ...base, cookie: generateId() }).set('after', 1));
+    assert.ok(recovered, 'calls succeed again once Redis is back');
+    for (const [i, cookie] of acknowledged.entries()) {
+      assert.equal(await new RedisSession({ ...base, cookie }).get('i'), i, 'no acknowledged write lost');
+    }
+  });
+
+  it('a server that accepts and never answers fails within the command timeout', async () => {
+    const net = require('net');
+    const sockets = [];
+    const silent = net.createServer((socket) => sockets.push(socket)).listen(0, '127.0.0.1');
+    await new Promise((r) => silent.once('listening', r));
+    const s = new RedisSession({ port: silent.address().port, cookie: generateId(), commandTimeout: 300 });
+    const started = Date.now();
+    await assert.rejects(s.get(), { code: 'ERR_SESSION_STORE', message: /300 ms|timed out/i });
+    assert.ok(Date.now() - started < 1500);
+    for (const socket of sockets) socket.destroy();
+    silent.close();
+  });
+});
+
+describe('RedisSession over TLS', () => {
+  let server;
+  before(async () => {
+    server = await startServer({ tls: true });
+  });
+  after(() => server && server.close());
+
+  it('speaks rediss://, and refuses a certificate it cannot verify unless told not to', async () => {
+    const cookie = generateId();
+    const insecure = { url: `${server.url}/#insecure`, cookie, commandTimeout: 2000 };
+    await new RedisSession(insecure).set('a', 1);
+    assert.deepEqual(await new RedisSession(insecure).get(), { a: 1 });
+    await assert.rejects(new RedisSession({ url: server.url, cookie, commandTimeout: 2000 }).get(), {
+      code: 'ERR_SESSION_STORE',
+      message: /certificate/,
+    });
+  });
+});
+
+describe('RedisSession on a 3-master cluster', () => {
+  let cluster;
+  before(async () => {
+    cluster = await startCluster();
+  });
+  after(() => cluster && cluster.close());
+
+  it('spreads sessions over every master and merges concurrent writes', async () => {
+    const base = { cluster: cluster.urls, maxAge: 3600000 };
+    for (let i = 0; i < 60; i++) await new RedisSession({ ...base, cookie: generateId() }).set('i', i);
+    for (const node of cluster.nodes) assert.ok(Number(node.cli('dbsize')) > 0, `master ${node.port} holds sessions`);
+    const cookie = generateId();
+    await Promise.all(Array.from({ length: 50 }, (_, i) => new RedisSession({ ...base, cookie }).set(`k${i}`, i)));
+    assert.equal(Object.keys(await new RedisSession({ ...base, cookie }).get()).length, 50);
+  });
+});
+
+describe('RedisSession through Sentinel', () => {
+  let setup;
+  before(async () => {
+    setup = await startSentinel();
+  });
+  after(() => setup && setup.close());
+
+  it('finds the master, and finds the new one after a failover', async () => {
+    const base = { sentinels: [{ host: '127.0.0.1', port: setup.sentinel.port }], name: 'mymaster', maxAge: 3600000 };
+    const cookie = generateId();
+    await new RedisSession({ ...base, cookie }).set('a', 1);
+    assert.equal(setup.master.cli('exists', cookie), '1');
+    await waitFor(() => setup.replica.cli('exists', cookie) === '1', 'replication');
+    setup.sentinel.cli('sentinel', 'failover', 'mymaster');
+    await waitFor(
+      () => setup.sentinel.cli('sentinel', 'get-master-addr-by-name', 'mymaster').includes(String(setup.replica.port)),
+      'the failover',
+    );
+    const written = await eventually(() => new RedisSession({ ...base, cookie }).set('b', 2));
+    assert.ok(written, 'writes reach the new master');
+    assert.deepEqual(await new RedisSession({ ...base, cookie }).get(), { a: 1, b: 2 });
+  });
+});

@@ -1,0 +1,48 @@
+'use strict';
+const { before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { runScenarios } = require('./support/scenarios');
+const { startServer, startCluster } = require('./support/redis');
+
+// The apps read the servers' ports from the environment they are booted with.
+let server;
+let cluster;
+before(async () => {
+  server = await startServer();
+  cluster = await startCluster();
+  process.env.TSN_REDIS_PORT = String(server.port);
+  process.env.TSN_REDIS_CLUSTER = cluster.urls.join(',');
+});
+after(async () => {
+  await Promise.all([server && server.close(), cluster && cluster.close()]);
+});
+
+// Forged cookies must leave no key behind but session ids.
+function onlySessionKeys(nodes) {
+  for (const node of nodes) {
+    for (const key of node.cli('--scan').split('\n').filter(Boolean)) {
+      assert.match(key, /^[A-Za-z0-9_-]{8,128}$/, `unexpected key ${key} on port ${node.port}`);
+    }
+  }
+}
+
+runScenarios({
+  name: 'redis',
+  session: `{
+  type: 'redis',
+  common: { cookie: { name: 'thinkjs' } },
+  redis: { handle: require('think-session-native').RedisSession, port: Number(process.env.TSN_REDIS_PORT), maxAge: '1d' }
+}`,
+  afterForged: () => onlySessionKeys([server]),
+});
+
+runScenarios({
+  name: 'redis-cluster',
+  thinkjs: ['4.0.0'],
+  session: `{
+  type: 'redis',
+  common: { cookie: { name: 'thinkjs' } },
+  redis: { handle: require('think-session-native').RedisSession, cluster: process.env.TSN_REDIS_CLUSTER.split(','), maxAge: '1d' }
+}`,
+  afterForged: () => onlySessionKeys(cluster.nodes),
+});

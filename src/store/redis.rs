@@ -1,0 +1,543 @@
+//! Redis store: one key per session in think-session-redis's format (or ThinkJS 2's), one
+//! shared client per configuration that reconnects by itself, from a single server to a
+//! cluster or a Sentinel-watched master. Writes are merged on the server by a script, so
+//! concurrent requests on one session never overwrite each other's keys (G2).
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{
+    Cmd, IntoConnectionInfo, Pipeline, RedisConnectionInfo, RedisError, RedisFuture, Value,
+};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::sync::{Mutex, OnceCell};
+
+use crate::error::{Error, Result};
+use crate::id::SessionId;
+use crate::session::{json_key, Patch, Record};
+use crate::store::SessionStore;
+
+pub const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
+
+static MERGE: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("redis_merge.lua")));
+
+/// Where the sessions live.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// One server: `redis://[user:pass@]host:port/db`, or `rediss://` for TLS.
+    Server(String),
+    /// Redis Cluster: the URLs of some of its nodes; MOVED and ASK are followed.
+    Cluster(Vec<String>),
+    /// The master that these Sentinels name `master`; followed across failovers.
+    Sentinel {
+        sentinels: Vec<String>,
+        master: String,
+    },
+}
+
+/// How a record is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// think-session-redis: `{"data":{…},"maxAge":ms,"expires":ms}` with PX maxAge.
+    ThinkJs3,
+    /// ThinkJS 2's redis adapter: the data object itself, expiring with the session.
+    ThinkJs2,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    pub target: Target,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub db: Option<i64>,
+    /// Prepended to every id to make the key; empty by default, as think-session-redis.
+    pub prefix: String,
+    pub format: Format,
+    pub connect_timeout: Duration,
+    /// The longest any call takes before it fails (G3), reconnecting included.
+    pub command_timeout: Duration,
+    pub max_bytes: usize,
+}
+
+pub struct RedisStore {
+    connection: Connection,
+    /// For error messages: which Redis a failure is about.
+    address: String,
+    prefix: String,
+    format: Format,
+    command_timeout: Duration,
+    max_bytes: usize,
+}
+
+enum Connection {
+    /// Reconnects by itself; a call while the server is down fails at once.
+    Server(ConnectionManager),
+    /// Connected on first use; the connection then follows the cluster by itself.
+    Cluster(ClusterClient, OnceCell<ClusterConnection>),
+    /// Asks the Sentinels for the master again after a connection fails.
+    Sentinel(
+        Mutex<SentinelClient>,
+        Mutex<Option<ConnectionManager>>,
+        ConnectionManagerConfig,
+    ),
+}
+
+impl RedisStore {
+    /// Makes the client; nothing connects until the first call. Must run inside a tokio
+    /// runtime, which then drives the connections.
+    pub fn new(options: RedisOptions) -> Result<Self> {
+        if options.max_bytes < 2 {
+            return Err(Error::InvalidOption {
+                name: "maxBytes",
+                reason: "must be at least 2 (the size of `{}`)".into(),
+            });
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.connect_timeout))
+            .set_response_timeout(Some(options.command_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let option_error = |name: &'static str| {
+            move |e: RedisError| Error::InvalidOption {
+                name,
+                reason: e.to_string(),
+            }
+        };
+        let (connection, address) = match &options.target {
+            Target::Server(url) => {
+                let info = connection_info(url, &options).map_err(option_error("url"))?;
+                let address = info.addr().to_string();
+                let client = redis::Client::open(info).map_err(option_error("url"))?;
+                let manager = ConnectionManager::new_lazy_with_config(client, config)
+                    .map_err(option_error("url"))?;
+                (Connection::Server(manager), address)
+            }
+            Target::Cluster(nodes) => {
+                let infos = nodes
+                    .iter()
+                    .map(|url| connection_info(url, &options))
+                    .collect::<redis::RedisResult<Vec<_>>>()
+                    .map_err(option_error("cluster"))?;
+                let address = format!("cluster {}", addresses(&infos));
+                let client = ClusterClient::builder(infos)
+                    .connection_timeout(options.connect_timeout)
+                    .response_timeout(options.command_timeout)
+                    .build()
+                    .map_err(option_error("cluster"))?;
+                (Connection::Cluster(client, OnceCell::new()), address)
+            }
+            Target::Sentinel { sentinels, master } => {
+                let infos = sentinels
+                    .iter()
+                    .map(|url| url.as_str().into_connection_info())
+                    .collect::<redis::RedisResult<Vec<_>>>()
+                    .map_err(option_error("sentinels"))?;
+                let address = format!("master {master} of sentinels {}", addresses(&infos));
+                let auth = with_auth(RedisConnectionInfo::default(), &options);
+                let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(auth);
+                let client = SentinelClient::build(
+                    infos,
+                    master.clone(),
+                    Some(node),
+                    SentinelServerType::Master,
+                )
+                .map_err(option_error("sentinels"))?;
+                let connection = Connection::Sentinel(Mutex::new(client), Mutex::new(None), config);
+                (connection, address)
+            }
+        };
+        Ok(RedisStore {
+            connection,
+            address,
+            prefix: options.prefix,
+            format: options.format,
+            command_timeout: options.command_timeout,
+            max_bytes: options.max_bytes,
+        })
+    }
+
+    fn key(&self, id: &SessionId) -> String {
+        format!("{}{}", self.prefix, id.as_str())
+    }
+
+    fn failure(&self, cause: impl std::fmt::Display) -> Error {
+        Error::store("redis", format!("{}: {cause}", self.address))
+    }
+
+    /// Runs `call` on a connection, failing after the command timeout whatever happens
+    /// underneath (a server that accepts and never answers included).
+    async fn run<T, F>(&self, call: F) -> Result<T>
+    where
+        F: AsyncFnOnce(&mut Conn) -> redis::RedisResult<T>,
+    {
+        let attempt = async {
+            let mut conn = self.connect().await?;
+            let result = call(&mut conn).await;
+            if let Err(err) = &result {
+                self.forget_if_broken(err).await;
+            }
+            result
+        };
+        match tokio::time::timeout(self.command_timeout, attempt).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(self.translate(err)),
+            Err(_) => Err(self.failure(format!(
+                "no answer within the command timeout of {} ms",
+                self.command_timeout.as_millis()
+            ))),
+        }
+    }
+
+    async fn connect(&self) -> redis::RedisResult<Conn> {
+        match &self.connection {
+            Connection::Server(manager) => Ok(Conn::Manager(manager.clone())),
+            Connection::Cluster(client, cell) => {
+                let conn = cell
+                    .get_or_try_init(|| client.get_async_connection())
+                    .await?;
+                Ok(Conn::Cluster(conn.clone()))
+            }
+            Connection::Sentinel(sentinel, current, config) => {
+                let mut current = current.lock().await;
+                if let Some(manager) = &*current {
+                    return Ok(Conn::Manager(manager.clone()));
+                }
+                let client = sentinel.lock().await.async_get_client().await?;
+                let manager = ConnectionManager::new_with_config(client, config.clone()).await?;
+                *current = Some(manager.clone());
+                Ok(Conn::Manager(manager))
+            }
+        }
+    }
+
+    /// After a failover the old master refuses writes or is gone: ask the Sentinels again.
+    async fn forget_if_broken(&self, err: &RedisError) {
+        if let Connection::Sentinel(_, current, _) = &self.connection {
+            if err.is_io_error()
+                || err.is_connection_dropped()
+                || err.is_connection_refusal()
+                || err.code() == Some("READONLY")
+            {
+                *current.lock().await = None;
+            }
+        }
+    }
+
+    fn translate(&self, err: RedisError) -> Error {
+        if err.code() == Some("TOO_LARGE") {
+            if let Some(size) = err.detail().and_then(|d| d.trim().parse().ok()) {
+                return Error::TooLarge {
+                    size,
+                    limit: self.max_bytes,
+                };
+            }
+        }
+        self.failure(err)
+    }
+
+    /// Runs the merge script; `touch` only refreshes a live record and keeps its data.
+    async fn merge(&self, id: &SessionId, patch: &Patch, touch: bool, now_ms: i64) -> Result<bool> {
+        let mut invocation = MERGE.key(self.key(id));
+        invocation
+            .arg(match self.format {
+                Format::ThinkJs3 => "3",
+                Format::ThinkJs2 => "2",
+            })
+            .arg(patch.max_age_ms)
+            .arg(now_ms)
+            .arg(now_ms.saturating_add(patch.max_age_ms))
+            .arg(self.max_bytes)
+            .arg(if touch { "touch" } else { "apply" })
+            .arg(patch.sets().count());
+        for (name, value) in patch.sets() {
+            invocation.arg(json_key(name)).arg(value);
+        }
+        for name in patch.removes() {
+            invocation.arg(json_key(name));
+        }
+        let written: i64 = self
+            .run(async |conn| invocation.invoke_async(conn).await)
+            .await?;
+        Ok(written == 1)
+    }
+
+    /// The live data as JSON text, refreshing the expiry when less than `auto_update_rate`
+    /// of the lifetime is left (think-session-redis's autoUpdate); the flag tells whether
+    /// it did.
+    pub async fn load_data(
+        &self,
+        id: &SessionId,
+        now_ms: i64,
+        auto_update_rate: f64,
+    ) -> Result<Option<(String, bool)>> {
+        let Some(record) = self.load(id, now_ms).await? else {
+            return Ok(None);
+        };
+        let refreshed = record.needs_refresh(now_ms, auto_update_rate)
+            && self.touch(id, record.max_age_ms, now_ms).await?;
+        Ok(Some((record.data, refreshed)))
+    }
+
+    fn decode(&self, text: &str, ttl_ms: i64, now_ms: i64) -> Result<Option<Record>> {
+        let corrupt = |e: &dyn std::fmt::Display| self.failure(format!("unreadable session: {e}"));
+        let (data, max_age_ms, expires_at_ms) = match self.format {
+            Format::ThinkJs3 => {
+                let stored: StoredRecord = serde_json::from_str(text).map_err(|e| corrupt(&e))?;
+                let data = stored.data.map_or("{}", RawValue::get);
+                let expires = stored.expires.map_or(now_ms + ttl_ms, |e| e as i64);
+                let max_age = stored.max_age.map_or(ttl_ms, |m| m as i64);
+                (data, max_age, expires)
+            }
+            Format::ThinkJs2 => (text, ttl_ms, now_ms + ttl_ms),
+        };
+        if !data.trim_start().starts_with('{') {
+            return Err(corrupt(&"the data is not a JSON object"));
+        }
+        if expires_at_ms <= now_ms {
+            return Ok(None);
+        }
+        Ok(Some(Record {
+            data: data.trim().to_owned(),
+            expires_at_ms,
+            max_age_ms: max_age_ms.max(1),
+        }))
+    }
+}
+
+/// think-session-redis's record; `data` stays JSON text.
+#[derive(Deserialize)]
+struct StoredRecord<'a> {
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(rename = "maxAge")]
+    max_age: Option<f64>,
+    expires: Option<f64>,
+}
+
+/// A node's URL with the options' database and credentials, which win over the URL's.
+fn connection_info(url: &str, options: &RedisOptions) -> redis::RedisResult<redis::ConnectionInfo> {
+    let info = url.into_connection_info()?;
+    let settings = with_auth(info.redis_settings().clone(), options);
+    Ok(info.set_redis_settings(settings))
+}
+
+fn with_auth(mut info: RedisConnectionInfo, options: &RedisOptions) -> RedisConnectionInfo {
+    if let Some(db) = options.db {
+        info = info.set_db(db);
+    }
+    if let Some(user) = &options.username {
+        info = info.set_username(user);
+    }
+    if let Some(password) = &options.password {
+        info = info.set_password(password);
+    }
+    info
+}
+
+/// The nodes' addresses, for error messages.
+fn addresses(infos: &[redis::ConnectionInfo]) -> String {
+    let addresses: Vec<String> = infos.iter().map(|i| i.addr().to_string()).collect();
+    addresses.join(",")
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn load(&self, id: &SessionId, now_ms: i64) -> Result<Option<Record>> {
+        let key = self.key(id);
+        // think-session-redis's record carries its expiry; ThinkJS 2's has only the TTL.
+        let (text, ttl): (Option<String>, i64) = match self.format {
+            Format::ThinkJs3 => {
+                let text = self
+                    .run(async |conn| Cmd::get(&key).query_async(conn).await)
+                    .await?;
+                (text, 0)
+            }
+            Format::ThinkJs2 => {
+                self.run(async |conn| {
+                    let mut pipe = Pipeline::new();
+                    pipe.get(&key).pttl(&key);
+                    pipe.query_async(conn).await
+                })
+                .await?
+            }
+        };
+        match text {
+            Some(text) => self.decode(&text, ttl.max(0), now_ms),
+            None => Ok(None),
+        }
+    }
+
+    async fn apply_patch(&self, id: &SessionId, patch: &Patch, now_ms: i64) -> Result<()> {
+        self.merge(id, patch, false, now_ms).await.map(|_| ())
+    }
+
+    async fn touch(&self, id: &SessionId, max_age_ms: i64, now_ms: i64) -> Result<bool> {
+        self.merge(id, &Patch::new(max_age_ms)?, true, now_ms).await
+    }
+
+    async fn destroy(&self, id: &SessionId) -> Result<()> {
+        let key = self.key(id);
+        self.run(async |conn| Cmd::del(&key).query_async::<()>(conn).await)
+            .await
+    }
+
+    /// Redis drops expired keys itself (each is written with PX): nothing to collect.
+    async fn gc(&self, _now_ms: i64) -> Result<u64> {
+        Ok(0)
+    }
+}
+
+/// A connection of whichever kind the target needs.
+enum Conn {
+    Manager(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Manager(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Manager(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Manager(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against the Redis on 127.0.0.1:6379 (or REDIS_URL), each test under a key prefix of
+    //! its own, cleaned before use; a server that cannot be reached fails the test.
+    use super::*;
+
+    async fn store(name: &str, format: Format) -> RedisStore {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let prefix = format!("tsn-rust-{name}-{}:", std::process::id());
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap_or_else(|e| {
+                panic!("these tests need Redis at {url} (set REDIS_URL to use another): {e}")
+            });
+        let keys: Vec<String> = Cmd::keys(format!("{prefix}*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            Cmd::del(keys).query_async::<()>(&mut conn).await.unwrap();
+        }
+        RedisStore::new(RedisOptions {
+            target: Target::Server(url),
+            username: None,
+            password: None,
+            db: None,
+            prefix,
+            format,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            max_bytes: 200,
+        })
+        .unwrap()
+    }
+
+    fn id(s: &str) -> SessionId {
+        SessionId::parse(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn meets_the_store_contract() {
+        crate::store::conformance::check(&store("contract", Format::ThinkJs3).await).await;
+    }
+
+    #[tokio::test]
+    async fn merges_without_touching_the_text_of_other_members() {
+        let s = store("merge", Format::ThinkJs3).await;
+        let a = id("merge-session");
+        let awkward = [
+            ("q\"uote", r#""a } , ] \" {""#),
+            ("nested", r#"{"x":[1,{"y":"}"}],"z":"\\"}"#),
+            ("num", "1e+21"),
+        ];
+        s.apply_patch(&a, &Patch::of(&awkward, 60_000), 0)
+            .await
+            .unwrap();
+        s.apply_patch(
+            &a,
+            &Patch::of(&[("num", "0.1"), ("new", "true")], 60_000),
+            0,
+        )
+        .await
+        .unwrap();
+        let data = s.load(&a, 1).await.unwrap().unwrap().data;
+        assert_eq!(
+            data,
+            r#"{"q\"uote":"a } , ] \" {","nested":{"x":[1,{"y":"}"}],"z":"\\"},"num":0.1,"new":true}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_record_is_an_error_to_read_and_replaced_by_a_write() {
+        let s = store("corrupt", Format::ThinkJs3).await;
+        let a = id("corrupt-session");
+        s.run(async |conn| {
+            Cmd::set(s.key(&a), "{not json")
+                .query_async::<()>(conn)
+                .await
+        })
+        .await
+        .unwrap();
+        let err = s.load(&a, 0).await.unwrap_err();
+        assert_eq!(err.code().as_str(), "ERR_SESSION_STORE");
+        assert!(
+            err.to_string().contains("redis store: 127.0.0.1:6379"),
+            "{err}"
+        );
+        s.apply_patch(&a, &Patch::of(&[("k", "1")], 60_000), 0)
+            .await
+            .unwrap();
+        assert_eq!(s.load(&a, 1).await.unwrap().unwrap().data, r#"{"k":1}"#);
+    }
+
+    #[tokio::test]
+    async fn refuses_data_over_the_limit_and_keeps_the_record() {
+        let s = store("limit", Format::ThinkJs2).await;
+        let a = id("limit-session");
+        s.apply_patch(&a, &Patch::of(&[("k", "1")], 60_000), 0)
+            .await
+            .unwrap();
+        let big = format!("\"{}\"", "x".repeat(300));
+        let err = s
+            .apply_patch(&a, &Patch::of(&[("big", big.as_str())], 60_000), 0)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code().as_str(), "ERR_SESSION_TOO_LARGE");
+        assert_eq!(s.load(&a, 1).await.unwrap().unwrap().data, r#"{"k":1}"#);
+    }
+}
