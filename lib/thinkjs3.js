@@ -272,13 +272,18 @@ const REDIS_OPTIONS = [
 ];
 REDIS_OPTIONS.push('prefix', 'keyPrefix', 'format', 'connectTimeout', 'commandTimeout', 'maxBytes');
 
+// The values a store is chosen by, as they are now (lists as text: they may be changed in place).
+const redisValues = (options) =>
+  REDIS_OPTIONS.map((name) => (Array.isArray(options[name]) ? JSON.stringify(options[name]) : options[name]));
+
 class RedisSession extends NativeSession {
   static storeFor(options) {
+    const values = redisValues(options);
     const last = RedisSession.last; // most apps have one config: skip building a key
-    if (last && REDIS_OPTIONS.every((name) => last.options[name] === options[name])) return last.store;
+    if (last && values.every((value, i) => value === last.values[i])) return last.store;
     const native = RedisSession.storeOptions(options);
     const store = sharedStore(`redis:${JSON.stringify(native)}`, options, () => new RedisStore(native));
-    RedisSession.last = { options, store };
+    RedisSession.last = { values, store };
     return store;
   }
 

@@ -75,6 +75,15 @@ fn submit(job: Job) {
     }
 }
 
+/// Counts a call out of [`IN_FLIGHT`] however its task ends.
+struct InFlight;
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// The I/O thread's main task: starts queued calls as tasks of their own.
 async fn take_jobs() {
     let stay_awake = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
@@ -88,8 +97,8 @@ async fn take_jobs() {
         for job in jobs {
             IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
+                let _counted = InFlight;
                 job.await;
-                IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
             });
         }
         if stay_awake && in_flight <= STAY_AWAKE_MAX_IN_FLIGHT && last_work.elapsed() < STAY_AWAKE {
@@ -130,7 +139,10 @@ where
     let deferred = Deferred(deferred);
     let tsfn = bridge.tsfn;
     submit(Box::pin(async move {
-        let result = work.await;
+        // Its own task, so that a panic in a call rejects that call and nothing else.
+        let result = tokio::spawn(work).await.unwrap_or_else(|panic| {
+            Err(Error::store("runtime", format!("the call failed: {panic}")))
+        });
         let completion = Box::new(Completion {
             deferred,
             settle: Box::new(move |env| match result {
@@ -163,9 +175,21 @@ struct Tsfn(sys::napi_threadsafe_function);
 unsafe impl Send for Tsfn {}
 unsafe impl Sync for Tsfn {}
 
+/// Set when Node finalizes the threadsafe function (the environment is going away); it
+/// must not be called after that. Held while calling it, so the two cannot interleave.
+static TSFN_CLOSED: Mutex<bool> = Mutex::new(false);
+
+unsafe extern "C" fn tsfn_finalized(_env: sys::napi_env, _data: *mut c_void, _hint: *mut c_void) {
+    *TSFN_CLOSED.lock().unwrap_or_else(|p| p.into_inner()) = true;
+}
+
 impl Tsfn {
     /// Queues `completion` for [`settle`] on the JavaScript thread.
     fn send(self, completion: Box<Completion>) {
+        let closed = TSFN_CLOSED.lock().unwrap_or_else(|p| p.into_inner());
+        if *closed {
+            return; // no one is left to settle the promise
+        }
         let data = Box::into_raw(completion).cast::<c_void>();
         let status = unsafe {
             sys::napi_call_threadsafe_function(
@@ -234,7 +258,7 @@ impl Bridge {
                 0,
                 1,
                 ptr::null_mut(),
-                None,
+                Some(tsfn_finalized),
                 ptr::null_mut(),
                 Some(settle),
                 &mut tsfn,

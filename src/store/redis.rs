@@ -190,10 +190,16 @@ impl RedisStore {
         match tokio::time::timeout(self.command_timeout, attempt).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(self.translate(err)),
-            Err(_) => Err(self.failure(format!(
-                "no answer within the command timeout of {} ms",
-                self.command_timeout.as_millis()
-            ))),
+            Err(_) => {
+                // A master that went silent (a partition) is asked for again next time.
+                if let Connection::Sentinel(_, current, _) = &self.connection {
+                    *current.lock().await = None;
+                }
+                Err(self.failure(format!(
+                    "no answer within the command timeout of {} ms",
+                    self.command_timeout.as_millis()
+                )))
+            }
         }
     }
 
@@ -226,6 +232,7 @@ impl RedisStore {
                 || err.is_connection_dropped()
                 || err.is_connection_refusal()
                 || err.code() == Some("READONLY")
+                || err.to_string().contains("READONLY")
             {
                 *current.lock().await = None;
             }
@@ -279,12 +286,23 @@ impl RedisStore {
         now_ms: i64,
         auto_update_rate: f64,
     ) -> Result<Option<(String, bool)>> {
-        let Some(record) = self.load(id, now_ms).await? else {
-            return Ok(None);
+        let read = async {
+            let Some(record) = self.load(id, now_ms).await? else {
+                return Ok(None);
+            };
+            let refreshed = record.needs_refresh(now_ms, auto_update_rate)
+                && self.touch(id, record.max_age_ms, now_ms).await?;
+            Ok(Some((record.data, refreshed)))
         };
-        let refreshed = record.needs_refresh(now_ms, auto_update_rate)
-            && self.touch(id, record.max_age_ms, now_ms).await?;
-        Ok(Some((record.data, refreshed)))
+        // The read and the refresh together stay within one command timeout.
+        tokio::time::timeout(self.command_timeout, read)
+            .await
+            .unwrap_or_else(|_| {
+                Err(self.failure(format!(
+                    "no answer within the command timeout of {} ms",
+                    self.command_timeout.as_millis()
+                )))
+            })
     }
 
     fn decode(&self, text: &str, ttl_ms: i64, now_ms: i64) -> Result<Option<Record>> {
@@ -293,11 +311,15 @@ impl RedisStore {
             Format::ThinkJs3 => {
                 let stored: StoredRecord = serde_json::from_str(text).map_err(|e| corrupt(&e))?;
                 let data = stored.data.map_or("{}", RawValue::get);
-                let expires = stored.expires.map_or(now_ms + ttl_ms, |e| e as i64);
-                let max_age = stored.max_age.map_or(ttl_ms, |m| m as i64);
+                // No readable expiry: expired, as the merge script takes it too.
+                let expires = stored.expires.map_or(i64::MIN, |e| e as i64);
+                let max_age = stored.max_age.map_or(0, |m| m as i64);
                 (data, max_age, expires)
             }
-            Format::ThinkJs2 => (text, ttl_ms, now_ms + ttl_ms),
+            // The record is the data alone and lives by its TTL (none: not read); with only
+            // the time left to go by, a read never refreshes it.
+            Format::ThinkJs2 if ttl_ms > 0 => (text, ttl_ms, now_ms + ttl_ms),
+            Format::ThinkJs2 => return Ok(None),
         };
         if !data.trim_start().starts_with('{') {
             return Err(corrupt(&"the data is not a JSON object"));
@@ -371,7 +393,7 @@ impl SessionStore for RedisStore {
             }
         };
         match text {
-            Some(text) => self.decode(&text, ttl.max(0), now_ms),
+            Some(text) => self.decode(&text, ttl, now_ms),
             None => Ok(None),
         }
     }
@@ -523,6 +545,45 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(s.load(&a, 1).await.unwrap().unwrap().data, r#"{"k":1}"#);
+    }
+
+    async fn set_raw(s: &RedisStore, id: &SessionId, text: &str) {
+        s.run(async |conn| Cmd::set(s.key(id), text).query_async::<()>(conn).await)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_record_without_an_expiry_is_neither_read_nor_merged_into() {
+        let s = store("no-expiry", Format::ThinkJs3).await;
+        let a = id("no-expiry-session");
+        set_raw(&s, &a, r#"{"data":{"user":"bob"},"maxAge":1000}"#).await;
+        assert_eq!(s.load(&a, 0).await.unwrap(), None);
+        s.apply_patch(&a, &Patch::of(&[("x", "1")], 60_000), 0)
+            .await
+            .unwrap();
+        assert_eq!(s.load(&a, 1).await.unwrap().unwrap().data, r#"{"x":1}"#);
+        // ThinkJS 2's records live by their TTL; one without is not read either
+        let t = store("no-ttl", Format::ThinkJs2).await;
+        set_raw(&t, &a, r#"{"user":"bob"}"#).await;
+        assert_eq!(t.load(&a, 0).await.unwrap(), None);
+        t.apply_patch(&a, &Patch::of(&[("x", "1")], 60_000), 0)
+            .await
+            .unwrap();
+        assert_eq!(t.load(&a, 1).await.unwrap().unwrap().data, r#"{"x":1}"#);
+    }
+
+    #[tokio::test]
+    async fn refreshing_a_record_over_a_lowered_limit_still_works() {
+        let s = store("touch-big", Format::ThinkJs3).await;
+        let a = id("touch-big-session");
+        let big = format!(
+            r#"{{"data":{{"b":"{}"}},"maxAge":60000,"expires":{}}}"#,
+            "x".repeat(300),
+            i64::MAX / 2
+        );
+        set_raw(&s, &a, &big).await;
+        assert!(s.touch(&a, 60_000, 0).await.unwrap());
     }
 
     #[tokio::test]

@@ -95,15 +95,16 @@ if stored then
       wrapper = parsed(stored)
     end
     if wrapper then
-      local live = true
+      -- A record whose expiry cannot be read counts as expired, as the reader takes it.
+      local live = false
       for _, m in ipairs(wrapper) do
         if m[1] == '"data"' then data = m[2] end
-        if m[1] == '"expires"' and tonumber(m[2]) and tonumber(m[2]) <= now then live = false end
+        if m[1] == '"expires"' then live = (tonumber(m[2]) or 0) > now end
       end
       if not live then data = nil end
     end
-  else
-    data = stored
+  elseif redis.call('PTTL', key) > 0 then
+    data = stored -- ThinkJS 2's records expire by their TTL alone; one without is not read either
   end
 end
 if mode == 'touch' and not data then return 0 end
@@ -130,7 +131,7 @@ for _, m in ipairs(list) do
   if not removed[m[1]] then parts[#parts + 1] = m[1] .. ':' .. m[2] end
 end
 local body = '{' .. table.concat(parts, ',') .. '}'
-if #body > max_bytes then return redis.error_reply('TOO_LARGE ' .. #body) end
+if mode ~= 'touch' and #body > max_bytes then return redis.error_reply('TOO_LARGE ' .. #body) end
 
 if format == '3' then
   local record = '{"data":' .. body .. ',"maxAge":' .. max_age .. ',"expires":' .. expires .. '}'
