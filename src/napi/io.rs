@@ -14,12 +14,14 @@
 
 use std::ffi::c_void;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{LazyLock, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use napi::bindgen_prelude::ToNapiValue;
 use napi::{sys, Env};
 use tokio::runtime::Handle;
@@ -139,10 +141,11 @@ where
     let deferred = Deferred(deferred);
     let tsfn = bridge.tsfn;
     submit(Box::pin(async move {
-        // Its own task, so that a panic in a call rejects that call and nothing else.
-        let result = tokio::spawn(work).await.unwrap_or_else(|panic| {
-            Err(Error::store("runtime", format!("the call failed: {panic}")))
-        });
+        // A panic in a call rejects that call and nothing else.
+        let result = AssertUnwindSafe(work)
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Err(Error::store("runtime", "the call panicked")));
         let completion = Box::new(Completion {
             deferred,
             settle: Box::new(move |env| match result {
