@@ -259,7 +259,12 @@ describe('RedisSession through Sentinel', () => {
     await new RedisSession({ ...base, cookie }).set('a', 1);
     assert.equal(setup.master.cli('exists', cookie), '1');
     await waitFor(() => setup.replica.cli('exists', cookie) === '1', 'replication');
-    setup.sentinel.cli('sentinel', 'failover', 'mymaster');
+    // Sentinel refuses (NOGOODREPLICA) until it has judged the replica fit: ask until it starts.
+    await waitFor(
+      () => setup.sentinel.cli('sentinel', 'failover', 'mymaster') === 'OK',
+      'the failover to start',
+      30000,
+    );
     await waitFor(
       () => setup.sentinel.cli('sentinel', 'get-master-addr-by-name', 'mymaster').includes(String(setup.replica.port)),
       'the failover',

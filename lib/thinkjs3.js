@@ -57,6 +57,9 @@ function sharedStore(key, options, create) {
   return store;
 }
 
+// Lists (Redis nodes) compare as text: they may be changed in place.
+const storeValue = (value) => (value !== null && typeof value === 'object' ? JSON.stringify(value) : value);
+
 const isPromise = (value) => value !== null && typeof value === 'object' && typeof value.then === 'function';
 
 // Store methods answer synchronously (memory) or with a promise (I/O stores); the handle
@@ -77,8 +80,20 @@ class NativeSession {
     if (typeof this.id !== 'string') this.renew();
   }
 
-  static storeFor() {
-    throw new Error('NativeSession is a base class; use MemorySession or another store handle');
+  // A handle class names the options that choose its store (`storeOptionNames`) and makes
+  // the store (`createStore`); handles with equal values share one. Most apps have one
+  // config, so the last store is kept and the per-request handle builds no key.
+  static storeFor(options) {
+    const names = this.storeOptionNames;
+    if (!names) throw new Error('NativeSession is a base class; use MemorySession or another store handle');
+    const last = this.lastStore;
+    if (last && last.owner === this && names.every((name, i) => storeValue(options[name]) === last.values[i])) {
+      return last.store;
+    }
+    const values = names.map((name) => storeValue(options[name]));
+    const store = sharedStore(`${this.name}:${JSON.stringify(values)}`, options, () => this.createStore(options));
+    this.lastStore = { owner: this, values, store };
+    return store;
   }
 
   // G5: the store refuses an id outside the shape of the ids ThinkJS issues; the request
@@ -226,27 +241,20 @@ class NativeSession {
 }
 
 class MemorySession extends NativeSession {
-  static storeFor(options) {
-    const { maxEntries, maxBytes } = options;
-    const last = MemorySession.last; // most apps have one config: skip building a key
-    if (last && last.maxEntries === maxEntries && last.maxBytes === maxBytes) return last.store;
-    const store = sharedStore(
-      `memory:${maxEntries}:${maxBytes}`,
-      options,
-      () => new MemoryStore({ maxEntries, maxBytes }),
-    );
-    MemorySession.last = { maxEntries, maxBytes, store };
-    return store;
+  static storeOptionNames = ['maxEntries', 'maxBytes'];
+
+  static createStore({ maxEntries, maxBytes }) {
+    return new MemoryStore({ maxEntries, maxBytes });
   }
 }
 
 // think-session-file's layout and options, so swapping the handle keeps every session.
 class FileSession extends NativeSession {
-  static storeFor(options) {
-    const sessionPath = FileSession.sessionPath(options);
-    const { format = 'thinkjs3', pathDepth, maxBytes } = options;
-    const key = `file:${sessionPath}:${format}:${pathDepth}:${maxBytes}`;
-    return sharedStore(key, options, () => new FileStore({ sessionPath, format, pathDepth, maxBytes }));
+  static storeOptionNames = ['sessionPath', 'format', 'pathDepth', 'maxBytes'];
+
+  static createStore(options) {
+    const { format, pathDepth, maxBytes } = options;
+    return new FileStore({ sessionPath: FileSession.sessionPath(options), format, pathDepth, maxBytes });
   }
 
   static sessionPath(options) {
@@ -258,33 +266,14 @@ class FileSession extends NativeSession {
 
 // think-session-redis's options (those of ioredis: host, port, password, db, keyPrefix,
 // sentinels with name), plus `url`, `cluster`, `prefix` and timeouts.
-const REDIS_OPTIONS = [
-  'url',
-  'host',
-  'port',
-  'username',
-  'password',
-  'db',
-  'cluster',
-  'sentinels',
-  'masterName',
-  'name',
-];
-REDIS_OPTIONS.push('prefix', 'keyPrefix', 'format', 'connectTimeout', 'commandTimeout', 'maxBytes');
-
-// The values a store is chosen by, as they are now (lists as text: they may be changed in place).
-const redisValues = (options) =>
-  REDIS_OPTIONS.map((name) => (Array.isArray(options[name]) ? JSON.stringify(options[name]) : options[name]));
-
 class RedisSession extends NativeSession {
-  static storeFor(options) {
-    const values = redisValues(options);
-    const last = RedisSession.last; // most apps have one config: skip building a key
-    if (last && values.every((value, i) => value === last.values[i])) return last.store;
-    const native = RedisSession.storeOptions(options);
-    const store = sharedStore(`redis:${JSON.stringify(native)}`, options, () => new RedisStore(native));
-    RedisSession.last = { values, store };
-    return store;
+  static storeOptionNames = [
+    ...['url', 'host', 'port', 'username', 'password', 'db', 'cluster', 'sentinels', 'masterName', 'name'],
+    ...['prefix', 'keyPrefix', 'format', 'connectTimeout', 'commandTimeout', 'maxBytes'],
+  ];
+
+  static createStore(options) {
+    return new RedisStore(RedisSession.storeOptions(options));
   }
 
   static storeOptions(options) {

@@ -55,6 +55,26 @@ impl Record {
         due
     }
 
+    /// A record as think-session-file and think-session-redis write it,
+    /// `{"data":{…},"maxAge":ms,"expires":ms}` in any key order; none when `text` is not one.
+    /// Without a readable expiry the record has expired.
+    pub fn from_thinkjs3(text: &str) -> Option<Record> {
+        #[derive(serde::Deserialize)]
+        struct Stored<'a> {
+            #[serde(borrow)]
+            data: &'a RawValue,
+            #[serde(rename = "maxAge")]
+            max_age: Option<f64>,
+            expires: Option<f64>,
+        }
+        let stored: Stored = serde_json::from_str(text).ok()?;
+        stored.data.get().starts_with('{').then(|| Record {
+            data: stored.data.get().to_owned(),
+            expires_at_ms: stored.expires.map_or(i64::MIN, |e| e as i64),
+            max_age_ms: stored.max_age.unwrap_or(0.0) as i64,
+        })
+    }
+
     /// Gives the record a new lifetime starting now; the data stays as it is.
     pub fn extend(&mut self, now_ms: i64, max_age_ms: i64) -> Result<()> {
         check_max_age(max_age_ms)?;
@@ -260,6 +280,17 @@ impl<'de> Deserialize<'de> for Key<'de> {
         }
         deserializer.deserialize_str(KeyVisitor)
     }
+}
+
+/// The `maxBytes` of a store: room for at least an empty object.
+pub fn check_max_bytes(max_bytes: usize) -> Result<()> {
+    if max_bytes < 2 {
+        return Err(Error::InvalidOption {
+            name: "maxBytes",
+            reason: "must be at least 2 (the size of `{}`)".into(),
+        });
+    }
+    Ok(())
 }
 
 fn check_max_age(max_age_ms: i64) -> Result<()> {

@@ -4,11 +4,12 @@ use napi::bindgen_prelude::AsyncTask;
 use napi_derive::napi;
 
 use super::{
-    blocking, loaded_text, patch_of, whole_count, Blocking, IdArg, Result, Slots, TextArg,
+    blocking, format_option, loaded_string, patch_of, whole_count, Blocking, IdArg, Result, Slots,
+    TextArg,
 };
-use crate::error::Error;
 use crate::session::now_ms;
 use crate::store::file::{self, FileOptions, FileStore, Layout};
+use crate::store::Format;
 
 static STORES: Slots<FileStore> = Slots::new();
 
@@ -28,18 +29,11 @@ pub struct FileStoreOptions {
 /// on the libuv thread pool and resolves once the file system has the change.
 #[napi]
 pub fn file_store_create(options: FileStoreOptions) -> Result<u32> {
-    let layout = match options.format.as_deref() {
-        None | Some("thinkjs3") => Layout::ThinkJs3,
-        Some("thinkjs2") => Layout::ThinkJs2 {
+    let layout = match format_option(options.format.as_deref())? {
+        Format::ThinkJs3 => Layout::ThinkJs3,
+        Format::ThinkJs2 => Layout::ThinkJs2 {
             depth: whole_count("pathDepth", options.path_depth, 1)?,
         },
-        Some(other) => {
-            return Err(Error::InvalidOption {
-                name: "format",
-                reason: format!("{other:?} is neither 'thinkjs3' nor 'thinkjs2'"),
-            }
-            .into())
-        }
     };
     Ok(STORES.insert(FileStore::new(FileOptions {
         root: PathBuf::from(options.session_path),
@@ -63,7 +57,7 @@ pub fn file_store_load(
     let id = id.0?;
     Ok(blocking(move || {
         let loaded = store.load_data_blocking(&id, now_ms(), auto_update_rate)?;
-        Ok(loaded.map(|(data, refreshed)| loaded_text(&data, refreshed).into_owned()))
+        Ok(loaded_string(loaded))
     }))
 }
 

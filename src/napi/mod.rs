@@ -9,6 +9,7 @@ use napi_derive::napi;
 
 use crate::error::{Error, ErrorCode};
 use crate::session::Patch;
+use crate::store::Format;
 
 mod args;
 mod file;
@@ -115,6 +116,30 @@ fn loaded_text(data: &str, refreshed: bool) -> Cow<'_, str> {
         Cow::Owned(format!(" {data}"))
     } else {
         Cow::Borrowed(data)
+    }
+}
+
+/// [`loaded_text`] for a store that hands over its data owned: no copy unless marked.
+fn loaded_string(loaded: Option<(String, bool)>) -> Option<String> {
+    loaded.map(|(data, refreshed)| {
+        if refreshed {
+            loaded_text(&data, true).into_owned()
+        } else {
+            data
+        }
+    })
+}
+
+/// The `format` option: 'thinkjs3' (the default) or 'thinkjs2'.
+fn format_option(format: Option<&str>) -> Result<Format> {
+    match format {
+        None | Some("thinkjs3") => Ok(Format::ThinkJs3),
+        Some("thinkjs2") => Ok(Format::ThinkJs2),
+        Some(other) => Err(Error::InvalidOption {
+            name: "format",
+            reason: format!("{other:?} is neither 'thinkjs3' nor 'thinkjs2'"),
+        }
+        .into()),
     }
 }
 

@@ -4,10 +4,10 @@ use napi::Env;
 use napi_derive::napi;
 
 use super::io::{self, JsPromise};
-use super::{loaded_text, patch_of, whole_count, IdArg, Result, Slots, TextArg};
+use super::{format_option, loaded_string, patch_of, whole_count, IdArg, Result, Slots, TextArg};
 use crate::error::Error;
 use crate::session::now_ms;
-use crate::store::redis::{self, Format, RedisOptions, RedisStore, Target};
+use crate::store::redis::{self, RedisOptions, RedisStore, Target};
 use crate::store::SessionStore;
 
 static STORES: Slots<RedisStore> = Slots::new();
@@ -84,17 +84,7 @@ pub fn redis_store_create(options: RedisStoreOptions) -> Result<u32> {
             }
         })),
     };
-    let format = match options.format.as_deref() {
-        None | Some("thinkjs3") => Format::ThinkJs3,
-        Some("thinkjs2") => Format::ThinkJs2,
-        Some(other) => {
-            return Err(Error::InvalidOption {
-                name: "format",
-                reason: format!("{other:?} is neither 'thinkjs3' nor 'thinkjs2'"),
-            }
-            .into())
-        }
-    };
+    let format = format_option(options.format.as_deref())?;
     let db = match options.db {
         None => None,
         Some(db) if db.fract() == 0.0 && (0.0..=1e6).contains(&db) => Some(db as i64),
@@ -147,7 +137,7 @@ pub fn redis_store_load(
     let id = id.0?;
     io::spawn(&env, async move {
         let loaded = store.load_data(&id, now_ms(), auto_update_rate).await?;
-        Ok(loaded.map(|(data, refreshed)| loaded_text(&data, refreshed).into_owned()))
+        Ok(loaded_string(loaded))
     })
 }
 

@@ -27,7 +27,7 @@ use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
 use crate::id::{self, SessionId};
-use crate::session::{Patch, Record};
+use crate::session::{check_max_bytes, Patch, Record};
 use crate::store::SessionStore;
 
 pub const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
@@ -69,6 +69,7 @@ impl FileStore {
                 reason: format!("{} is not an absolute path", options.root.display()),
             });
         }
+        check_max_bytes(options.max_bytes)?;
         if let Layout::ThinkJs2 { depth } = options.layout {
             if depth > id::MIN_LEN {
                 return Err(Error::InvalidOption {
@@ -148,14 +149,6 @@ impl FileStore {
 
     fn decode(&self, bytes: &[u8]) -> Option<Record> {
         #[derive(Deserialize)]
-        struct ThinkJs3File<'a> {
-            expires: f64,
-            #[serde(rename = "maxAge")]
-            max_age: Option<f64>,
-            #[serde(borrow)]
-            data: &'a RawValue,
-        }
-        #[derive(Deserialize)]
         struct ThinkJs2File<'a> {
             #[serde(borrow)]
             data: &'a RawValue,
@@ -163,23 +156,14 @@ impl FileStore {
             timeout: Option<f64>,
         }
         let text = std::str::from_utf8(bytes).ok()?;
-        let (data, expires, max_age) = match self.layout {
-            Layout::ThinkJs3 => {
-                let file: ThinkJs3File = serde_json::from_str(text).ok()?;
-                (file.data, file.expires, file.max_age.unwrap_or(0.0))
-            }
-            Layout::ThinkJs2 { .. } => {
-                let file: ThinkJs2File = serde_json::from_str(text).ok()?;
-                (file.data, file.expire, file.timeout.unwrap_or(0.0) * 1000.0)
-            }
-        };
-        if !data.get().starts_with('{') {
-            return None;
+        if self.layout == Layout::ThinkJs3 {
+            return Record::from_thinkjs3(text);
         }
-        Some(Record {
-            data: data.get().to_owned(),
-            expires_at_ms: expires as i64,
-            max_age_ms: max_age as i64,
+        let file: ThinkJs2File = serde_json::from_str(text).ok()?;
+        file.data.get().starts_with('{').then(|| Record {
+            data: file.data.get().to_owned(),
+            expires_at_ms: file.expire as i64,
+            max_age_ms: (file.timeout.unwrap_or(0.0) * 1000.0) as i64,
         })
     }
 

@@ -9,7 +9,7 @@ use lru::LruCache;
 
 use crate::error::{Error, Result};
 use crate::id::SessionId;
-use crate::session::{Patch, Record};
+use crate::session::{check_max_bytes, Patch, Record};
 use crate::store::SessionStore;
 
 pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
@@ -51,12 +51,7 @@ impl MemoryStore {
                 reason: "must be at least 1".into(),
             });
         }
-        if options.max_bytes < 2 {
-            return Err(Error::InvalidOption {
-                name: "maxBytes",
-                reason: "must be at least 2 (the size of `{}`)".into(),
-            });
-        }
+        check_max_bytes(options.max_bytes)?;
         let shards = if options.max_entries < SHARDING_THRESHOLD {
             1
         } else {

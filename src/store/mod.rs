@@ -11,6 +11,15 @@ pub mod file;
 pub mod memory;
 pub mod redis;
 
+/// Which framework's records a store reads and writes, for stores that keep both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// ThinkJS 3/4's peers: think-session-file, think-session-redis (the default).
+    ThinkJs3,
+    /// ThinkJS 2's built-in adapters.
+    ThinkJs2,
+}
+
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     /// The live record of `id`, or `None` when it is missing or has expired (G6).

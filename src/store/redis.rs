@@ -14,14 +14,12 @@ use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServer
 use redis::{
     Cmd, IntoConnectionInfo, Pipeline, RedisConnectionInfo, RedisError, RedisFuture, Value,
 };
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::error::{Error, Result};
 use crate::id::SessionId;
-use crate::session::{json_key, Patch, Record};
-use crate::store::SessionStore;
+use crate::session::{check_max_bytes, json_key, Patch, Record};
+use crate::store::{Format, SessionStore};
 
 pub const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -42,15 +40,6 @@ pub enum Target {
         sentinels: Vec<String>,
         master: String,
     },
-}
-
-/// How a record is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// think-session-redis: `{"data":{…},"maxAge":ms,"expires":ms}` with PX maxAge.
-    ThinkJs3,
-    /// ThinkJS 2's redis adapter: the data object itself, expiring with the session.
-    ThinkJs2,
 }
 
 #[derive(Debug, Clone)]
@@ -95,12 +84,7 @@ impl RedisStore {
     /// Makes the client; nothing connects until the first call. Must run inside a tokio
     /// runtime, which then drives the connections.
     pub fn new(options: RedisOptions) -> Result<Self> {
-        if options.max_bytes < 2 {
-            return Err(Error::InvalidOption {
-                name: "maxBytes",
-                reason: "must be at least 2 (the size of `{}`)".into(),
-            });
-        }
+        check_max_bytes(options.max_bytes)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
             .set_response_timeout(Some(options.command_timeout))
@@ -190,17 +174,20 @@ impl RedisStore {
         match tokio::time::timeout(self.command_timeout, attempt).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(self.translate(err)),
-            Err(_) => {
-                // A master that went silent (a partition) is asked for again next time.
-                if let Connection::Sentinel(_, current, _) = &self.connection {
-                    *current.lock().await = None;
-                }
-                Err(self.failure(format!(
-                    "no answer within the command timeout of {} ms",
-                    self.command_timeout.as_millis()
-                )))
-            }
+            Err(_) => Err(self.timed_out().await),
         }
+    }
+
+    /// The error of a call past the command timeout. Behind Sentinels the master may have
+    /// gone silent (a partition): it is asked for again next time.
+    async fn timed_out(&self) -> Error {
+        if let Connection::Sentinel(_, current, _) = &self.connection {
+            *current.lock().await = None;
+        }
+        self.failure(format!(
+            "no answer within the command timeout of {} ms",
+            self.command_timeout.as_millis()
+        ))
     }
 
     async fn connect(&self) -> redis::RedisResult<Conn> {
@@ -295,54 +282,30 @@ impl RedisStore {
             Ok(Some((record.data, refreshed)))
         };
         // The read and the refresh together stay within one command timeout.
-        tokio::time::timeout(self.command_timeout, read)
-            .await
-            .unwrap_or_else(|_| {
-                Err(self.failure(format!(
-                    "no answer within the command timeout of {} ms",
-                    self.command_timeout.as_millis()
-                )))
-            })
+        match tokio::time::timeout(self.command_timeout, read).await {
+            Ok(result) => result,
+            Err(_) => Err(self.timed_out().await),
+        }
     }
 
     fn decode(&self, text: &str, ttl_ms: i64, now_ms: i64) -> Result<Option<Record>> {
-        let corrupt = |e: &dyn std::fmt::Display| self.failure(format!("unreadable session: {e}"));
-        let (data, max_age_ms, expires_at_ms) = match self.format {
-            Format::ThinkJs3 => {
-                let stored: StoredRecord = serde_json::from_str(text).map_err(|e| corrupt(&e))?;
-                let data = stored.data.map_or("{}", RawValue::get);
-                // No readable expiry: expired, as the merge script takes it too.
-                let expires = stored.expires.map_or(i64::MIN, |e| e as i64);
-                let max_age = stored.max_age.map_or(0, |m| m as i64);
-                (data, max_age, expires)
-            }
+        let record = match self.format {
+            // Without a readable expiry a record has expired, here and in the merge script.
+            Format::ThinkJs3 => Record::from_thinkjs3(text),
             // The record is the data alone and lives by its TTL (none: not read); with only
             // the time left to go by, a read never refreshes it.
-            Format::ThinkJs2 if ttl_ms > 0 => (text, ttl_ms, now_ms + ttl_ms),
-            Format::ThinkJs2 => return Ok(None),
+            Format::ThinkJs2 if ttl_ms <= 0 => return Ok(None),
+            Format::ThinkJs2 => text.trim_start().starts_with('{').then(|| Record {
+                data: text.trim().to_owned(),
+                expires_at_ms: now_ms + ttl_ms,
+                max_age_ms: ttl_ms,
+            }),
         };
-        if !data.trim_start().starts_with('{') {
-            return Err(corrupt(&"the data is not a JSON object"));
-        }
-        if expires_at_ms <= now_ms {
-            return Ok(None);
-        }
-        Ok(Some(Record {
-            data: data.trim().to_owned(),
-            expires_at_ms,
-            max_age_ms: max_age_ms.max(1),
-        }))
+        let record = record.ok_or_else(|| {
+            self.failure("unreadable session: not a session record with a JSON object as data")
+        })?;
+        Ok(record.is_live(now_ms).then_some(record))
     }
-}
-
-/// think-session-redis's record; `data` stays JSON text.
-#[derive(Deserialize)]
-struct StoredRecord<'a> {
-    #[serde(borrow)]
-    data: Option<&'a RawValue>,
-    #[serde(rename = "maxAge")]
-    max_age: Option<f64>,
-    expires: Option<f64>,
 }
 
 /// A node's URL with the options' database and credentials, which win over the URL's.
