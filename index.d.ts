@@ -159,12 +159,106 @@ export declare class RedisStore {
 }
 
 /**
+ * think-session-mysql's options (those of think-mysql), on MySQL/MariaDB, PostgreSQL or
+ * SQLite. Which database: the adapter's key in the session config when it is 'mysql',
+ * 'postgresql' or 'sqlite' (think-session passes it as `type`), else the scheme of `url`,
+ * else MySQL when a host, user or database is given, else SQLite in `runtime/session.sqlite`.
+ */
+export interface DbSessionOptions extends SessionOptions {
+  type?: string;
+  /** `mysql://user:password@host:port/database`, `postgres://…` or `sqlite:path`. */
+  url?: string;
+  /** Default '127.0.0.1'. */
+  host?: string;
+  /** Default 3306 (MySQL) or 5432 (PostgreSQL). */
+  port?: number;
+  user?: string;
+  password?: string;
+  /** The database; with SQLite the path of its file. */
+  database?: string;
+  /** The table is `<prefix>session`: letters, digits and _ only. Default ''. */
+  prefix?: string;
+  /** Most connections open at once (think-mysql's `connectionLimit` is read too). Default 10. */
+  poolSize?: number;
+  connectionLimit?: number;
+  /** Milliseconds (or '3s'-style) a connection attempt may take. Default 3000. */
+  connectTimeout?: number | string;
+  /** Milliseconds (or '3s'-style) any call may take, waiting for a connection included. Default 3000. */
+  queryTimeout?: number | string;
+  /** Create the table when it is missing. Default true. */
+  createTable?: boolean;
+  /** Most bytes of JSON per session (lowered to what the `data` column holds). Default 1 MiB. */
+  maxBytes?: number;
+}
+
+/** Sessions in a database table, in think-session-mysql's and ThinkJS 2's layout. */
+export declare class DbSession extends NativeSession {
+  constructor(options?: DbSessionOptions, ctx?: object, cookieOptions?: SessionCookieOptions);
+}
+
+/** The database store behind DbSession, for direct use: JSON text in and out. */
+export declare class DbStore {
+  constructor(options?: DbStoreOptions);
+  readonly slot: number;
+  load(id: string, autoUpdateRate: number): Promise<string | null>;
+  /** As MemoryStore.apply, merged by compare-and-set; resolved once the row is committed. */
+  apply(id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>;
+  destroy(id: string): Promise<void>;
+  /** Deletes expired rows in batches of 1000; resolves with how many went. */
+  gc(): Promise<number>;
+}
+
+/**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
  * flavor napi-rs can build is listed, because `NAPI_RS_NATIVE_LIBRARY_PATH`
  * can point the loader at a WASI artifact this package does not build itself.
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
+
+/** As memoryStoreApply; resolves once the merged row is committed (G1, G2). */
+export declare function dbStoreApply(slot: number, id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>
+
+/**
+ * Creates a database store and returns its slot. Nothing connects until the first call;
+ * every call runs on the I/O thread and resolves once the database has committed.
+ */
+export declare function dbStoreCreate(options: DbStoreOptions): number
+
+export declare function dbStoreDestroy(slot: number, id: string): Promise<void>
+
+/** Deletes expired rows in batches of 1000; resolves with how many went. */
+export declare function dbStoreGc(slot: number): Promise<number>
+
+/** As memoryStoreLoad, from the database. */
+export declare function dbStoreLoad(slot: number, id: string, autoUpdateRate: number): Promise<string | null>
+
+export interface DbStoreOptions {
+  /** 'mysql' (or 'mariadb'), 'postgresql' or 'sqlite'; implied by `url`. */
+  type?: string
+  /** `mysql://user:password@host:port/database`, `postgres://…` or `sqlite:path`. */
+  url?: string
+  /** Default '127.0.0.1'. */
+  host?: string
+  /** Default 3306 (MySQL) or 5432 (PostgreSQL). */
+  port?: number
+  user?: string
+  password?: string
+  /** The database; with SQLite, the path of its file (created when missing). */
+  database?: string
+  /** The table is `<prefix>session`; letters, digits and _ only. Default ''. */
+  prefix?: string
+  /** Most connections open at once. Default 10. */
+  poolSize?: number
+  /** Milliseconds a connection attempt may take. Default 3000. */
+  connectTimeout?: number
+  /** Milliseconds any call may take, waiting for a connection included. Default 3000. */
+  queryTimeout?: number
+  /** Create the table when it is missing. Default true. */
+  createTable?: boolean
+  /** Most bytes of JSON per session; a larger write fails with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
+  maxBytes?: number
+}
 
 /** As memoryStoreApply, on the session file under the store's lock. */
 export declare function fileStoreApply(slot: number, id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>
@@ -237,7 +331,7 @@ export interface MemoryStoreOptions {
 /** Records held, live or not yet collected. */
 export declare function memoryStoreSize(slot: number): number
 
-/** As memoryStoreApply, merged on the Redis server by a script (G2). */
+/** As memoryStoreApply; merged on the Redis server by a script (G2). */
 export declare function redisStoreApply(slot: number, id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>
 
 /**

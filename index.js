@@ -835,6 +835,11 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.dbStoreApply = nativeBinding.dbStoreApply
+module.exports.dbStoreCreate = nativeBinding.dbStoreCreate
+module.exports.dbStoreDestroy = nativeBinding.dbStoreDestroy
+module.exports.dbStoreGc = nativeBinding.dbStoreGc
+module.exports.dbStoreLoad = nativeBinding.dbStoreLoad
 module.exports.fileStoreApply = nativeBinding.fileStoreApply
 module.exports.fileStoreCreate = nativeBinding.fileStoreCreate
 module.exports.fileStoreDestroy = nativeBinding.fileStoreDestroy

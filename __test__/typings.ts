@@ -1,5 +1,7 @@
 // Compiled by `npm run lint` (tsc --noEmit --strict): the typings describe what a user writes.
 import {
+  DbSession,
+  DbStore,
   FileSession,
   FileStore,
   MemorySession,
@@ -53,4 +55,13 @@ export async function useRedis(): Promise<number> {
   const store = new RedisStore({ url: 'rediss://cache.example:6380/1', prefix: 'sess:', format: 'thinkjs2' });
   await store.apply(single.id, 'a', '1', 1000);
   return (cluster.cluster.length + sentinel.sentinels.length) * ((await store.load(single.id, 0)) ? 1 : 0);
+}
+
+export async function useDb(): Promise<number> {
+  const mysql = new DbSession({ type: 'mysql', host: '127.0.0.1', user: 'root', database: 'app', prefix: 'think_' });
+  await mysql.set('k', 1);
+  const pg = { handle: DbSession, url: 'postgres://app@db.example/app', poolSize: 4, queryTimeout: '2s' };
+  const store = new DbStore({ type: 'sqlite', database: '/tmp/sessions.sqlite', createTable: true });
+  await store.apply(mysql.id, 'a', '1', 1000);
+  return pg.poolSize + (await store.gc());
 }

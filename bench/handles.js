@@ -4,15 +4,46 @@
 // response, so a cycle is only counted once its session has reached the store.
 const os = require('os');
 const path = require('path');
-const { MemorySession, FileSession, RedisSession } = require('..');
+const { MemorySession, FileSession, RedisSession, DbSession } = require('..');
 const ThinkSessionFile = require('think-session-file');
 const ThinkSessionRedis = require('think-session-redis');
+const ThinkSessionMysql = require('think-session-mysql');
 const { JsMapSession } = require('./js-map-session');
+const { query } = require('../__test__/support/db');
 
 const workDir = process.env.BENCH_DIR || path.join(os.tmpdir(), `tsn-bench-${process.pid}`);
 // The machine's Redis, in a database of the bench's own (emptied when the bench starts).
 const REDIS_DB = 9;
 const redis = { host: '127.0.0.1', port: Number(process.env.BENCH_REDIS_PORT || 6379), db: REDIS_DB };
+
+// The machine's MariaDB and PostgreSQL, in a database of the bench's own (made anew when the
+// bench starts), and a SQLite file in the work folder. Both sides get 10 connections.
+const DB_NAME = 'tsn_bench';
+const mysql = { host: '127.0.0.1', port: 3306, user: 'root', database: DB_NAME };
+const sqliteFile = path.join(workDir, 'sessions.sqlite');
+
+// think-session-mysql writes on 'finish' and drops the promise; this keeps it, so the
+// adapter level can wait for the write. Nothing else changes.
+class ThinkSessionMysqlKept extends ThinkSessionMysql {
+  constructor(...args) {
+    super(...args);
+    const pool = this.mysql;
+    this.mysql = Object.create(pool);
+    this.mysql.execute = (sql) => (this.written = pool.execute(sql));
+  }
+}
+
+// Writes that reached the database: the sum of every session's visit counter (a counter
+// lost to an overwrite or still waiting to be written does not count).
+const visits = {
+  mysql: (table) => `SELECT COALESCE(SUM(JSON_EXTRACT(data, '$.visits')), 0) FROM ${table}`,
+  postgresql: (table) => `SELECT COALESCE(SUM(CAST(CAST(data AS json)->>'visits' AS bigint)), 0) FROM ${table}`,
+};
+const sumOf = (kind, table) => () => Number(query(kind, DB_NAME, visits[kind](table))[0][0]);
+const sqliteSum = () => {
+  const sql = `SELECT COALESCE(SUM(json_extract(data, '$.visits')), 0) FROM tsn_session`;
+  return Number(require('child_process').execFileSync('sqlite3', [sqliteFile, sql], { encoding: 'utf8' }));
+};
 
 const handles = {
   none: { handle: null },
@@ -23,6 +54,20 @@ const handles = {
   // think-session-redis writes on 'finish'; a PING on its connection answers after that write.
   tsredis: { handle: ThinkSessionRedis, options: redis, settle: (handle) => handle.redis.redis.ping() },
   redis: { handle: RedisSession, options: redis },
+  tsmysql: {
+    handle: ThinkSessionMysqlKept,
+    options: { ...mysql, prefix: 'tsm_', connectionLimit: 10 },
+    settle: (handle) => handle.written,
+    writes: sumOf('mysql', 'tsm_session'),
+  },
+  dbmysql: { handle: DbSession, options: { ...mysql, prefix: 'tsn_' }, writes: sumOf('mysql', 'tsn_session') },
+  dbpg: {
+    handle: DbSession,
+    options: { url: `postgres://root@127.0.0.1:5432/${DB_NAME}`, prefix: 'tsn_' },
+    writes: sumOf('postgresql', 'tsn_session'),
+  },
+  // think-session passes the adapter's key as `type`: the URL names SQLite.
+  dbsqlite: { handle: DbSession, options: { url: `sqlite:${sqliteFile}`, prefix: 'tsn_' }, writes: sqliteSum },
 };
 
 function handleFor(variant) {
@@ -30,4 +75,4 @@ function handleFor(variant) {
   return handles[variant];
 }
 
-module.exports = { handleFor, handles, REDIS_DB, redis };
+module.exports = { handleFor, handles, REDIS_DB, redis, DB_NAME };

@@ -2,7 +2,7 @@
 // `npm run bench`: builds the release addon, then measures every variant side by side in
 // one run and prints ratios. Options (env): BENCH_SECONDS (per HTTP round, default 5),
 // BENCH_ROUNDS (default 5), BENCH_SESSIONS (memory footprint, default 1000000),
-// BENCH_GC_FILES (default 100000), BENCH_ONLY=memory,file to run some groups,
+// BENCH_GC_FILES (default 100000), BENCH_ONLY=memory,file,redis,db to run some groups,
 // BENCH_SKIP_BUILD=1 to reuse the current binary.
 const fs = require('fs');
 const path = require('path');
@@ -41,6 +41,17 @@ const GROUPS = [
     variants: [
       { name: 'think-session-redis (peer)', key: 'tsredis' },
       { name: 'RedisSession', key: 'redis' },
+    ],
+  },
+  {
+    name: 'db',
+    baseline: 'tsmysql',
+    inflight: [1, 64],
+    variants: [
+      { name: 'think-session-mysql (peer, MariaDB)', key: 'tsmysql' },
+      { name: 'DbSession, MariaDB', key: 'dbmysql' },
+      { name: 'DbSession, PostgreSQL', key: 'dbpg' },
+      { name: 'DbSession, SQLite', key: 'dbsqlite' },
     ],
   },
 ].filter((g) => !process.env.BENCH_ONLY || process.env.BENCH_ONLY.split(',').includes(g.name));
@@ -90,6 +101,25 @@ function resetRedis() {
   const { redis } = require('./handles');
   progress(`emptying Redis database ${redis.db} on port ${redis.port}`);
   execFileSync('redis-cli', ['-h', redis.host, '-p', String(redis.port), '-n', String(redis.db), 'flushdb']);
+}
+
+// The bench's databases start empty; think-session-mysql's table is made with its own DDL
+// (DbSession makes its table itself).
+function resetDatabases() {
+  if (!GROUPS.some((g) => g.name === 'db')) return;
+  const { freshDatabase, query } = require('../__test__/support/db');
+  const { DB_NAME } = require('./handles');
+  progress(`making databases ${DB_NAME} on MariaDB and PostgreSQL`);
+  freshDatabase('mysql', DB_NAME);
+  freshDatabase('postgresql', DB_NAME);
+  query(
+    'mysql',
+    DB_NAME,
+    `CREATE TABLE tsm_session (id int(11) unsigned NOT NULL AUTO_INCREMENT,
+      cookie varchar(255) NOT NULL DEFAULT '', data text, expire bigint(11) NOT NULL DEFAULT '0',
+      maxage int(11) NOT NULL DEFAULT '0', PRIMARY KEY (id), UNIQUE KEY cookie (cookie),
+      KEY expire (expire)) ENGINE=InnoDB DEFAULT CHARSET=utf8`,
+  );
 }
 
 function freePort() {
@@ -161,6 +191,7 @@ const WORKLOADS = [
 // Each round measures every variant once, in alternating order, and ratios are taken
 // within a round: a machine that slows down for a while then moves both sides of a ratio.
 async function httpLevel() {
+  const { handleFor } = require('./handles'); // after the build: it loads the addon
   pinLoadGenerator();
   const results = {};
   for (const w of WORKLOADS) for (const v of VARIANTS) results[`${w.name}/${v.key}`] = [];
@@ -172,8 +203,12 @@ async function httpLevel() {
           progress(`HTTP level, round ${round}/${ROUNDS}: ${v.name}, ${w.name}, 32 connections, ${SECONDS} s`);
           const route = w.route(v.key);
           await load(app.url, route, { connections: 32, seconds: 1 }); // warm-up
+          const { writes } = handleFor(v.key);
           const before = cpuMs(app.pid);
+          const written = writes && writes();
           const result = await load(app.url, route, { connections: 32, seconds: SECONDS });
+          // read at once: a write still pending when the load stops was not persisted in time
+          if (writes) result.persisted = (writes() - written) / SECONDS;
           result.cpuUs = ((cpuMs(app.pid) - before) * 1000) / (result.rps * SECONDS);
           results[`${w.name}/${v.key}`].push(result);
         }
@@ -193,6 +228,8 @@ async function httpLevel() {
           ratio: median(xs.map((x, i) => x.rps / base[i].rps)),
           p99: median(xs.map((x) => x.p99)),
           cpuUs: median(xs.map((x) => x.cpuUs)),
+          persisted: median(xs.map((x) => x.persisted ?? NaN)),
+          persistedRatio: median(xs.map((x, i) => x.persisted / base[i].persisted)),
         };
       }
     }
@@ -236,6 +273,7 @@ function table(rows) {
 (async () => {
   build();
   resetRedis();
+  resetDatabases();
   const adapter = adapterLevel();
   const http = await httpLevel();
   const stalls = gcStalls();
@@ -266,11 +304,12 @@ function table(rows) {
     console.log(`\nHTTP, ${w.name}:\n`);
     console.log(
       table([
-        ['variant', 'req/s', 'vs peer', 'p99 ms', 'app CPU us/req'],
+        ['variant', 'req/s', 'vs peer', 'p99 ms', 'app CPU us/req', 'writes persisted/s', 'vs peer'],
         ...GROUPS.flatMap((g) =>
           g.variants.map((v) => {
             const r = http[`${w.name}/${v.key}`];
-            return [v.name, fmt(r.rps), r.ratio.toFixed(2) + 'x', r.p99.toFixed(2), r.cpuUs.toFixed(1)];
+            const persisted = Number.isNaN(r.persisted) ? ['-', '-'] : [fmt(r.persisted), ratio(r.persistedRatio, 1)];
+            return [v.name, fmt(r.rps), r.ratio.toFixed(2) + 'x', r.p99.toFixed(2), r.cpuUs.toFixed(1), ...persisted];
           }),
         ),
       ]),

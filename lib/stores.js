@@ -47,4 +47,6 @@ class FileStore extends nativeStore('file') {}
 
 class RedisStore extends nativeStore('redis') {}
 
-module.exports = { MemoryStore, FileStore, RedisStore };
+class DbStore extends nativeStore('db') {}
+
+module.exports = { MemoryStore, FileStore, RedisStore, DbStore };

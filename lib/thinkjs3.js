@@ -4,7 +4,7 @@
 const ms = require('ms');
 const native = require('../index.js');
 const path = require('path');
-const { MemoryStore, FileStore, RedisStore } = require('./stores.js');
+const { MemoryStore, FileStore, RedisStore, DbStore } = require('./stores.js');
 
 const DAY = 24 * 3600 * 1000;
 const HOUR = 3600 * 1000;
@@ -305,4 +305,58 @@ class RedisSession extends NativeSession {
   }
 }
 
-module.exports = { NativeSession, MemorySession, FileSession, RedisSession, sessionError };
+// think-session-mysql's options (those of think-mysql: host, port, user, password, database,
+// prefix, connectionLimit) on MySQL/MariaDB, PostgreSQL or SQLite. think-session passes the
+// adapter's key as `type`: name it 'mysql', 'postgresql' or 'sqlite', or give a `url`.
+// Without any connection option the sessions go to SQLite in the app's runtime folder.
+const DB_CONNECTION = ['url', 'host', 'port', 'user', 'password', 'database'];
+
+class DbSession extends NativeSession {
+  static storeOptionNames = [
+    ...['type', ...DB_CONNECTION, 'prefix', 'poolSize', 'connectionLimit'],
+    ...['connectTimeout', 'queryTimeout', 'createTable', 'maxBytes'],
+  ];
+
+  static createStore(options) {
+    return new DbStore(DbSession.storeOptions(options));
+  }
+
+  static storeOptions(options) {
+    const named = ['mysql', 'mariadb', 'postgresql', 'postgres', 'pg', 'sqlite', 'sqlite3'];
+    let type = named.includes(String(options.type).toLowerCase()) ? options.type : undefined;
+    let database = options.database;
+    if (type === undefined && options.url === undefined) {
+      if (DB_CONNECTION.some((name) => options[name] !== undefined)) type = 'mysql';
+      else {
+        type = 'sqlite';
+        database = DbSession.embeddedPath();
+      }
+    }
+    const ms = (name) => (options[name] === undefined ? undefined : toMs(options[name], name));
+    return {
+      type,
+      url: options.url,
+      host: options.host,
+      port: options.port === undefined ? undefined : Number(options.port),
+      user: options.user,
+      password: options.password,
+      database,
+      prefix: options.prefix,
+      poolSize: options.poolSize ?? options.connectionLimit,
+      connectTimeout: ms('connectTimeout'),
+      queryTimeout: ms('queryTimeout'),
+      createTable: options.createTable,
+      maxBytes: options.maxBytes,
+    };
+  }
+
+  static embeddedPath() {
+    if (global.think && global.think.RUNTIME_PATH) return path.join(global.think.RUNTIME_PATH, 'session.sqlite');
+    throw sessionError(
+      'ERR_SESSION_OPTIONS',
+      'DbSession needs a database: `url`, or host/user/database (MySQL), or `database` as a SQLite file path',
+    );
+  }
+}
+
+module.exports = { NativeSession, MemorySession, FileSession, RedisSession, DbSession, sessionError };

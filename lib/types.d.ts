@@ -157,3 +157,53 @@ export declare class RedisStore {
   /** Redis expires sessions by itself: resolves with 0. */
   gc(): Promise<number>;
 }
+
+/**
+ * think-session-mysql's options (those of think-mysql), on MySQL/MariaDB, PostgreSQL or
+ * SQLite. Which database: the adapter's key in the session config when it is 'mysql',
+ * 'postgresql' or 'sqlite' (think-session passes it as `type`), else the scheme of `url`,
+ * else MySQL when a host, user or database is given, else SQLite in `runtime/session.sqlite`.
+ */
+export interface DbSessionOptions extends SessionOptions {
+  type?: string;
+  /** `mysql://user:password@host:port/database`, `postgres://…` or `sqlite:path`. */
+  url?: string;
+  /** Default '127.0.0.1'. */
+  host?: string;
+  /** Default 3306 (MySQL) or 5432 (PostgreSQL). */
+  port?: number;
+  user?: string;
+  password?: string;
+  /** The database; with SQLite the path of its file. */
+  database?: string;
+  /** The table is `<prefix>session`: letters, digits and _ only. Default ''. */
+  prefix?: string;
+  /** Most connections open at once (think-mysql's `connectionLimit` is read too). Default 10. */
+  poolSize?: number;
+  connectionLimit?: number;
+  /** Milliseconds (or '3s'-style) a connection attempt may take. Default 3000. */
+  connectTimeout?: number | string;
+  /** Milliseconds (or '3s'-style) any call may take, waiting for a connection included. Default 3000. */
+  queryTimeout?: number | string;
+  /** Create the table when it is missing. Default true. */
+  createTable?: boolean;
+  /** Most bytes of JSON per session (lowered to what the `data` column holds). Default 1 MiB. */
+  maxBytes?: number;
+}
+
+/** Sessions in a database table, in think-session-mysql's and ThinkJS 2's layout. */
+export declare class DbSession extends NativeSession {
+  constructor(options?: DbSessionOptions, ctx?: object, cookieOptions?: SessionCookieOptions);
+}
+
+/** The database store behind DbSession, for direct use: JSON text in and out. */
+export declare class DbStore {
+  constructor(options?: DbStoreOptions);
+  readonly slot: number;
+  load(id: string, autoUpdateRate: number): Promise<string | null>;
+  /** As MemoryStore.apply, merged by compare-and-set; resolved once the row is committed. */
+  apply(id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>;
+  destroy(id: string): Promise<void>;
+  /** Deletes expired rows in batches of 1000; resolves with how many went. */
+  gc(): Promise<number>;
+}

@@ -349,3 +349,51 @@ fn check(status: sys::napi_status) -> Result<()> {
         Err(Error::store("runtime", format!("napi call failed with status {status}")).into())
     }
 }
+
+/// The calls of a store whose work is I/O, the same for each such store: checked on the JS
+/// thread (a bad id or value throws there), run on the I/O thread.
+pub mod calls {
+    use napi::Env;
+
+    use super::{spawn, JsPromise};
+    use crate::napi::{loaded_string, patch_of, IdArg, Result, TextArg};
+    use crate::session::now_ms;
+    use crate::store::SessionStore;
+
+    pub fn load<S: SessionStore>(
+        env: &Env,
+        store: &'static S,
+        id: IdArg,
+        auto_update_rate: f64,
+    ) -> Result<JsPromise> {
+        let id = id.0?;
+        spawn(env, async move {
+            let loaded = store.load_data(&id, now_ms(), auto_update_rate).await?;
+            Ok(loaded_string(loaded))
+        })
+    }
+
+    pub fn apply<S: SessionStore>(
+        env: &Env,
+        store: &'static S,
+        id: IdArg,
+        name: Option<TextArg>,
+        value: Option<TextArg>,
+        max_age_ms: f64,
+    ) -> Result<JsPromise> {
+        let id = id.0?;
+        let patch = patch_of(name, value, max_age_ms)?;
+        spawn(env, async move {
+            store.apply_patch(&id, &patch, now_ms()).await
+        })
+    }
+
+    pub fn destroy<S: SessionStore>(env: &Env, store: &'static S, id: IdArg) -> Result<JsPromise> {
+        let id = id.0?;
+        spawn(env, async move { store.destroy(&id).await })
+    }
+
+    pub fn gc<S: SessionStore>(env: &Env, store: &'static S) -> Result<JsPromise> {
+        spawn(env, async move { Ok(store.gc(now_ms()).await? as f64) })
+    }
+}

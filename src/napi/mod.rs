@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::sync::RwLock;
+use std::time::Duration;
 
 use napi::bindgen_prelude::{AsyncTask, ToNapiValue, TypeName};
 use napi::{Env, JsError, JsString, Status, Task};
@@ -12,6 +13,7 @@ use crate::session::Patch;
 use crate::store::Format;
 
 mod args;
+mod db;
 mod file;
 mod io;
 mod memory;
@@ -202,4 +204,12 @@ fn whole_count(name: &'static str, value: Option<f64>, default: usize) -> Result
         }
         .into()),
     }
+}
+
+/// Milliseconds from JavaScript as a timeout; `default` when not given.
+fn duration(name: &'static str, ms: Option<f64>, default: Duration) -> Result<Duration> {
+    Ok(match ms {
+        None => default,
+        Some(ms) => Duration::from_millis(whole_count(name, Some(ms), 0)? as u64),
+    })
 }

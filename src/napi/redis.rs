@@ -1,14 +1,10 @@
-use std::time::Duration;
-
 use napi::Env;
 use napi_derive::napi;
 
-use super::io::{self, JsPromise};
-use super::{format_option, loaded_string, patch_of, whole_count, IdArg, Result, Slots, TextArg};
+use super::io::{self, calls, JsPromise};
+use super::{duration, format_option, whole_count, IdArg, Result, Slots, TextArg};
 use crate::error::Error;
-use crate::session::now_ms;
 use crate::store::redis::{self, RedisOptions, RedisStore, Target};
-use crate::store::SessionStore;
 
 static STORES: Slots<RedisStore> = Slots::new();
 
@@ -38,13 +34,6 @@ pub struct RedisStoreOptions {
     pub command_timeout: Option<f64>,
     /// Most bytes of JSON per session; a larger write fails with ERR_SESSION_TOO_LARGE. Default 1 MiB.
     pub max_bytes: Option<f64>,
-}
-
-fn duration(name: &'static str, ms: Option<f64>, default: Duration) -> Result<Duration> {
-    Ok(match ms {
-        None => default,
-        Some(ms) => Duration::from_millis(whole_count(name, Some(ms), 0)? as u64),
-    })
 }
 
 /// Creates a Redis store and returns its slot. Nothing connects until the first call;
@@ -133,15 +122,10 @@ pub fn redis_store_load(
     id: IdArg,
     auto_update_rate: f64,
 ) -> Result<JsPromise> {
-    let store = STORES.get(slot)?;
-    let id = id.0?;
-    io::spawn(&env, async move {
-        let loaded = store.load_data(&id, now_ms(), auto_update_rate).await?;
-        Ok(loaded_string(loaded))
-    })
+    calls::load(&env, STORES.get(slot)?, id, auto_update_rate)
 }
 
-/// As memoryStoreApply, merged on the Redis server by a script (G2).
+/// As memoryStoreApply; merged on the Redis server by a script (G2).
 #[napi(
     ts_args_type = "slot: number, id: string, name: string | null, value: string | null, maxAgeMs: number",
     ts_return_type = "Promise<void>"
@@ -154,12 +138,7 @@ pub fn redis_store_apply(
     value: Option<TextArg>,
     max_age_ms: f64,
 ) -> Result<JsPromise> {
-    let store = STORES.get(slot)?;
-    let id = id.0?;
-    let patch = patch_of(name, value, max_age_ms)?;
-    io::spawn(&env, async move {
-        store.apply_patch(&id, &patch, now_ms()).await
-    })
+    calls::apply(&env, STORES.get(slot)?, id, name, value, max_age_ms)
 }
 
 #[napi(
@@ -167,14 +146,11 @@ pub fn redis_store_apply(
     ts_return_type = "Promise<void>"
 )]
 pub fn redis_store_destroy(env: Env, slot: u32, id: IdArg) -> Result<JsPromise> {
-    let store = STORES.get(slot)?;
-    let id = id.0?;
-    io::spawn(&env, async move { store.destroy(&id).await })
+    calls::destroy(&env, STORES.get(slot)?, id)
 }
 
 /// Redis expires sessions by itself; resolves with 0.
 #[napi(ts_return_type = "Promise<number>")]
 pub fn redis_store_gc(env: Env, slot: u32) -> Result<JsPromise> {
-    let store = STORES.get(slot)?;
-    io::spawn(&env, async move { Ok(store.gc(now_ms()).await? as u32) })
+    calls::gc(&env, STORES.get(slot)?)
 }

@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::id::SessionId;
 use crate::session::{Patch, Record};
 
+pub mod db;
 pub mod file;
 pub mod memory;
 pub mod redis;
@@ -37,6 +38,33 @@ pub trait SessionStore: Send + Sync {
 
     /// Removes every record expired at `now_ms` and returns how many went.
     async fn gc(&self, now_ms: i64) -> Result<u64>;
+
+    /// The live data as JSON text, and whether reading it also refreshed its expiry
+    /// (think-session's autoUpdate: once less than `auto_update_rate` of the record's
+    /// lifetime is left).
+    async fn load_data(
+        &self,
+        id: &SessionId,
+        now_ms: i64,
+        auto_update_rate: f64,
+    ) -> Result<Option<(String, bool)>> {
+        load_refreshing(self, id, now_ms, auto_update_rate).await
+    }
+}
+
+/// [`SessionStore::load_data`] for stores that read and refresh in two calls.
+pub async fn load_refreshing<S: SessionStore + ?Sized>(
+    store: &S,
+    id: &SessionId,
+    now_ms: i64,
+    auto_update_rate: f64,
+) -> Result<Option<(String, bool)>> {
+    let Some(record) = store.load(id, now_ms).await? else {
+        return Ok(None);
+    };
+    let refreshed = record.needs_refresh(now_ms, auto_update_rate)
+        && store.touch(id, record.max_age_ms, now_ms).await?;
+    Ok(Some((record.data, refreshed)))
 }
 
 #[cfg(test)]

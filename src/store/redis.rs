@@ -19,7 +19,7 @@ use tokio::sync::{Mutex, OnceCell};
 use crate::error::{Error, Result};
 use crate::id::SessionId;
 use crate::session::{check_max_bytes, json_key, Patch, Record};
-use crate::store::{Format, SessionStore};
+use crate::store::{load_refreshing, Format, SessionStore};
 
 pub const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -264,30 +264,6 @@ impl RedisStore {
         Ok(written == 1)
     }
 
-    /// The live data as JSON text, refreshing the expiry when less than `auto_update_rate`
-    /// of the lifetime is left (think-session-redis's autoUpdate); the flag tells whether
-    /// it did.
-    pub async fn load_data(
-        &self,
-        id: &SessionId,
-        now_ms: i64,
-        auto_update_rate: f64,
-    ) -> Result<Option<(String, bool)>> {
-        let read = async {
-            let Some(record) = self.load(id, now_ms).await? else {
-                return Ok(None);
-            };
-            let refreshed = record.needs_refresh(now_ms, auto_update_rate)
-                && self.touch(id, record.max_age_ms, now_ms).await?;
-            Ok(Some((record.data, refreshed)))
-        };
-        // The read and the refresh together stay within one command timeout.
-        match tokio::time::timeout(self.command_timeout, read).await {
-            Ok(result) => result,
-            Err(_) => Err(self.timed_out().await),
-        }
-    }
-
     fn decode(&self, text: &str, ttl_ms: i64, now_ms: i64) -> Result<Option<Record>> {
         let record = match self.format {
             // Without a readable expiry a record has expired, here and in the merge script.
@@ -336,6 +312,20 @@ fn addresses(infos: &[redis::ConnectionInfo]) -> String {
 
 #[async_trait]
 impl SessionStore for RedisStore {
+    /// The read and the refresh together stay within one command timeout.
+    async fn load_data(
+        &self,
+        id: &SessionId,
+        now_ms: i64,
+        auto_update_rate: f64,
+    ) -> Result<Option<(String, bool)>> {
+        let read = load_refreshing(self, id, now_ms, auto_update_rate);
+        match tokio::time::timeout(self.command_timeout, read).await {
+            Ok(result) => result,
+            Err(_) => Err(self.timed_out().await),
+        }
+    }
+
     async fn load(&self, id: &SessionId, now_ms: i64) -> Result<Option<Record>> {
         let key = self.key(id);
         // think-session-redis's record carries its expiry; ThinkJS 2's has only the TTL.

@@ -1,0 +1,60 @@
+'use strict';
+// The machine's MariaDB and PostgreSQL, reached with their command-line clients: each test
+// file makes a database of its own, empty at start. A server that is not running fails
+// the test that needs it, with the command that would start it.
+const { execFileSync } = require('child_process');
+
+const START = {
+  mysql: 'start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd',
+  postgresql: 'pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start',
+};
+
+function client(kind, database, sql) {
+  const [cmd, args] =
+    kind === 'mysql'
+      ? ['mysql', ['-h127.0.0.1', '-P3306', '-uroot', '-N', '-B', '-e', sql, ...(database ? [database] : [])]]
+      : [
+          'psql',
+          [
+            '-h',
+            '127.0.0.1',
+            '-p',
+            '5432',
+            '-U',
+            'root',
+            '-d',
+            database || 'test',
+            '-At',
+            '-v',
+            'ON_ERROR_STOP=1',
+            '-c',
+            sql,
+          ],
+        ];
+  try {
+    return execFileSync(cmd, args, { stdio: 'pipe', encoding: 'utf8' });
+  } catch (err) {
+    throw new Error(`${cmd} failed (is the server running? ${START[kind]}): ${err.stderr || err.message}`, {
+      cause: err,
+    });
+  }
+}
+
+/** Drops and creates database `name` on the `kind` ('mysql' | 'postgresql') server. */
+function freshDatabase(kind, name) {
+  if (kind === 'mysql') client(kind, null, `DROP DATABASE IF EXISTS ${name}; CREATE DATABASE ${name}`);
+  else {
+    client(kind, null, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    client(kind, null, `CREATE DATABASE ${name}`);
+  }
+}
+
+/** Runs `sql` in database `name`; the rows as arrays of column texts. */
+function query(kind, name, sql) {
+  return client(kind, name, sql)
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => line.split(kind === 'mysql' ? '\t' : '|'));
+}
+
+module.exports = { freshDatabase, query };

@@ -1,0 +1,138 @@
+//! A small pool of database connections. sqlx's own pool pings every connection when it is
+//! returned, one more round trip per query; this one trusts a connection that finished its
+//! query and instead runs the query once more, on a new connection, when a reused one turns
+//! out dead (a restarted server, a `KILL`, an idle timeout).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use sqlx::{ConnectOptions, Connection};
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+pub struct Pool<C: Connection> {
+    options: C::Options,
+    idle: Mutex<Vec<C>>,
+    /// One permit per connection that may be open at once.
+    slots: Semaphore,
+    connect_timeout: Duration,
+}
+
+impl<C: Connection> Pool<C> {
+    pub fn new(options: C::Options, size: usize, connect_timeout: Duration) -> Self {
+        Pool {
+            options,
+            idle: Mutex::new(Vec::with_capacity(size)),
+            slots: Semaphore::new(size),
+            connect_timeout,
+        }
+    }
+
+    /// A connection for one call, waiting while all are busy. Reused when one is idle.
+    pub async fn acquire(&self) -> sqlx::Result<Lease<'_, C>> {
+        let slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        let (conn, reused) = match self.take_idle() {
+            Some(conn) => (conn, true),
+            None => (self.connect().await?, false),
+        };
+        Ok(Lease {
+            pool: self,
+            conn: Some(conn),
+            reused,
+            done: false,
+            _slot: slot,
+        })
+    }
+
+    fn take_idle(&self) -> Option<C> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    }
+
+    async fn connect(&self) -> sqlx::Result<C> {
+        match tokio::time::timeout(self.connect_timeout, self.options.connect()).await {
+            Ok(result) => result,
+            Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "could not connect within the connect timeout of {} ms",
+                    self.connect_timeout.as_millis()
+                ),
+            ))),
+        }
+    }
+}
+
+/// A connection lent to one call. It goes back to the pool only after a query that
+/// completed: a call cut off by a timeout leaves it in an unknown state, and it is closed.
+pub struct Lease<'a, C: Connection> {
+    pool: &'a Pool<C>,
+    conn: Option<C>,
+    reused: bool,
+    done: bool,
+    _slot: SemaphorePermit<'a>,
+}
+
+impl<C: Connection> Lease<'_, C> {
+    pub fn conn(&mut self) -> &mut C {
+        self.conn
+            .as_mut()
+            .expect("a lease holds its connection until dropped")
+    }
+
+    /// Looks at a query's result: true when the query should run again, on a new
+    /// connection, because a reused one was found dead. Every idle connection is dropped
+    /// with it: they most likely died together (a restarted server).
+    pub async fn retry_after<T>(&mut self, result: &sqlx::Result<T>) -> sqlx::Result<bool> {
+        if self.reused && matches!(result, Err(err) if is_connection_lost(err)) {
+            self.pool
+                .idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+            self.conn = None;
+            self.conn = Some(self.pool.connect().await?);
+            self.reused = false;
+            return Ok(true);
+        }
+        self.done = reusable(result);
+        Ok(false)
+    }
+}
+
+impl<C: Connection> Drop for Lease<'_, C> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take().filter(|_| self.done) {
+            self.pool
+                .idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
+        }
+    }
+}
+
+/// Whether a connection that gave this result can serve the next query: yes after a
+/// success or an error the server reported about the query itself.
+fn reusable<T>(result: &sqlx::Result<T>) -> bool {
+    match result {
+        Ok(_) => true,
+        Err(err) => matches!(err, sqlx::Error::Database(_)) && !is_connection_lost(err),
+    }
+}
+
+/// The connection is gone: an I/O or protocol failure, or the server saying it ended the
+/// session (SQLSTATE class 08, MariaDB's 70100 after `KILL`, PostgreSQL's 57P01-57P03).
+pub fn is_connection_lost(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08")
+                || code == "70100"
+                || matches!(&*code, "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}
