@@ -291,8 +291,12 @@ export interface FileStoreOptions {
   maxBytes?: number
 }
 
-/** A fresh session id: a uuid v4 from the operating system's secure random source. */
-export declare function generateId(): string
+/**
+ * A fresh session id from the operating system's secure random source: a uuid v4 (what
+ * think-session issues), or with `length`, that many characters of `[A-Za-z0-9_]` (as
+ * ThinkJS 2's `cookie.length`; at least 22, 130 bits).
+ */
+export declare function generateId(length?: number | undefined | null): string
 
 /** True when `id` may be used as a session id: `[A-Za-z0-9_-]`, 8 to 128 characters. */
 export declare function isValidId(id: string): boolean
@@ -374,3 +378,16 @@ export interface RedisStoreOptions {
   /** Most bytes of JSON per session; a larger write fails with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
   maxBytes?: number
 }
+
+/**
+ * `value` signed with `secret` in ThinkJS 2's cookie format: `value.` followed by the
+ * HMAC-SHA256 in base64 without padding.
+ */
+export declare function sign(value: string, secret: string): string
+
+/**
+ * The value of a cookie `sign` made with one of `secrets` (a secret or a list: the first
+ * signs, any verifies), or null when the signature is missing, truncated or foreign.
+ * Signatures are compared in constant time.
+ */
+export declare function unsign(cookie: string, secrets: string | string[]): string | null

@@ -858,3 +858,5 @@ module.exports.redisStoreCreate = nativeBinding.redisStoreCreate
 module.exports.redisStoreDestroy = nativeBinding.redisStoreDestroy
 module.exports.redisStoreGc = nativeBinding.redisStoreGc
 module.exports.redisStoreLoad = nativeBinding.redisStoreLoad
+module.exports.sign = nativeBinding.sign
+module.exports.unsign = nativeBinding.unsign

@@ -11,6 +11,8 @@ import {
   RedisStore,
   SessionError,
   generateId,
+  sign,
+  unsign,
   isValidId,
 } from '..';
 
@@ -65,3 +67,19 @@ export async function useDb(): Promise<number> {
   await store.apply(mysql.id, 'a', '1', 1000);
   return pg.poolSize + (await store.gc());
 }
+
+// ThinkJS 2: a custom adapter on the package's base class.
+import { SessionAdapter, type SessionRecord } from '../lib/thinkjs2.js';
+
+const records = new Map<string, SessionRecord>();
+export class MapAdapter extends SessionAdapter {
+  async load(id: string): Promise<SessionRecord | null> {
+    return records.get(id) ?? null;
+  }
+  async save(id: string, record: SessionRecord | null): Promise<void> {
+    if (record) records.set(id, record);
+    else records.delete(id);
+  }
+}
+export const signed: string = sign(generateId(32), 'secret');
+export const unsigned: string | null = unsign(signed, ['new', 'secret']);

@@ -54,7 +54,22 @@ const GROUPS = [
       { name: 'DbSession, SQLite', key: 'dbsqlite' },
     ],
   },
-].filter((g) => !process.env.BENCH_ONLY || process.env.BENCH_ONLY.split(',').includes(g.name));
+  // ThinkJS 2: each native type against the built-in adapter of that type, HTTP level only.
+  ...['memory', 'file', 'redis', 'db'].map((type) => ({
+    name: `thinkjs2-${type}`,
+    family: 'thinkjs2',
+    baseline: `tj2-${type}-builtin`,
+    httpOnly: true,
+    variants: [
+      ...(type === 'memory' ? [{ name: 'ThinkJS 2, no session (ceiling)', key: 'tj2-none' }] : []),
+      { name: `ThinkJS 2 built-in ${type} (peer)`, key: `tj2-${type}-builtin` },
+      { name: `ThinkJS 2 native ${type}`, key: `tj2-${type}` },
+    ],
+  })),
+].filter((g) => {
+  const only = process.env.BENCH_ONLY && process.env.BENCH_ONLY.split(',');
+  return !only || only.includes(g.name) || only.includes(g.family);
+});
 const VARIANTS = GROUPS.flatMap((g) => g.variants);
 const GC_FILES = Number(process.env.BENCH_GC_FILES || 100000);
 // Session files of the file variants live here, made anew each run.
@@ -79,7 +94,7 @@ function node(args) {
 }
 
 // Network stores are also measured with many cycles in flight, as a busy server runs them.
-const ADAPTER_RUNS = GROUPS.flatMap((g) =>
+const ADAPTER_RUNS = GROUPS.filter((g) => !g.httpOnly).flatMap((g) =>
   (g.inflight || [1]).flatMap((inflight) => g.variants.map((v) => ({ g, v, inflight, key: `${v.key}@${inflight}` }))),
 );
 
@@ -97,7 +112,7 @@ function adapterLevel() {
 
 // The bench's Redis database starts empty.
 function resetRedis() {
-  if (!GROUPS.some((g) => g.name === 'redis')) return;
+  if (!GROUPS.some((g) => g.name === 'redis' || g.name === 'thinkjs2-redis')) return;
   const { redis } = require('./handles');
   progress(`emptying Redis database ${redis.db} on port ${redis.port}`);
   execFileSync('redis-cli', ['-h', redis.host, '-p', String(redis.port), '-n', String(redis.db), 'flushdb']);
@@ -120,6 +135,23 @@ function resetDatabases() {
       maxage int(11) NOT NULL DEFAULT '0', PRIMARY KEY (id), UNIQUE KEY cookie (cookie),
       KEY expire (expire)) ENGINE=InnoDB DEFAULT CHARSET=utf8`,
   );
+}
+
+// ThinkJS 2's db sessions need their table (ThinkJS 2's DDL); one per side.
+function resetThinkjs2Tables() {
+  if (!GROUPS.some((g) => g.name === 'thinkjs2-db')) return;
+  const { freshDatabase, query } = require('../__test__/support/db');
+  const { DB_NAME } = require('./handles');
+  if (!GROUPS.some((g) => g.name === 'db')) freshDatabase('mysql', DB_NAME);
+  for (const prefix of ['tj2b_', 'tj2n_']) {
+    query(
+      'mysql',
+      DB_NAME,
+      `CREATE TABLE ${prefix}session (id int(11) unsigned NOT NULL AUTO_INCREMENT,
+        cookie varchar(255) NOT NULL DEFAULT '', data text, expire bigint(11) NOT NULL,
+        PRIMARY KEY (id), UNIQUE KEY cookie (cookie), KEY expire (expire)) ENGINE=InnoDB DEFAULT CHARSET=utf8`,
+    );
+  }
 }
 
 function freePort() {
@@ -152,9 +184,14 @@ async function bootApp(variant) {
   const [command, args] = pin
     ? ['taskset', ['-c', '0', process.execPath, 'production.js']]
     : [process.execPath, ['production.js']];
+  // `tj2-<type>[-builtin]` runs on the ThinkJS 2 app, the others on ThinkJS 4's.
+  const thinkjs2 = variant.match(/^tj2-(\w+?)(-builtin)?$/);
+  const env = thinkjs2
+    ? { BENCH_TJ2_TYPE: thinkjs2[1], BENCH_NATIVE: thinkjs2[2] ? '0' : '1' }
+    : { BENCH_SESSION: variant };
   const child = spawn(command, args, {
-    cwd: path.join(__dirname, 'app'),
-    env: { ...process.env, PORT: String(port), BENCH_SESSION: variant },
+    cwd: path.join(__dirname, thinkjs2 ? 'app2' : 'app'),
+    env: { ...process.env, ...env, PORT: String(port) },
     detached: true,
     stdio: ['ignore', 'ignore', 'inherit'],
   });
@@ -184,8 +221,8 @@ async function bootApp(variant) {
 // Two workloads: the example's page (GET /: two reads, one write, HTML) and a bare
 // counter (one read, one write, JSON); the ceiling serves the same bodies with no session.
 const WORKLOADS = [
-  { name: 'example page', route: (key) => (key === 'none' ? '/index/static' : '/') },
-  { name: 'counter', route: (key) => (key === 'none' ? '/index/plain' : '/index/counter') },
+  { name: 'example page', route: (key) => (key.endsWith('none') ? '/index/static' : '/') },
+  { name: 'counter', route: (key) => (key.endsWith('none') ? '/index/plain' : '/index/counter') },
 ];
 
 // Each round measures every variant once, in alternating order, and ratios are taken
@@ -203,7 +240,7 @@ async function httpLevel() {
           progress(`HTTP level, round ${round}/${ROUNDS}: ${v.name}, ${w.name}, 32 connections, ${SECONDS} s`);
           const route = w.route(v.key);
           await load(app.url, route, { connections: 32, seconds: 1 }); // warm-up
-          const { writes } = handleFor(v.key);
+          const { writes } = v.key.startsWith('tj2-') ? {} : handleFor(v.key);
           const before = cpuMs(app.pid);
           const written = writes && writes();
           const result = await load(app.url, route, { connections: 32, seconds: SECONDS });
@@ -274,6 +311,7 @@ function table(rows) {
   build();
   resetRedis();
   resetDatabases();
+  resetThinkjs2Tables();
   const adapter = adapterLevel();
   const http = await httpLevel();
   const stalls = gcStalls();
@@ -289,17 +327,19 @@ function table(rows) {
       ` write awaited); HTTP = through a ThinkJS 4 app, 32 keep-alive clients with their own cookies;` +
       ` ratios against each store's JS peer\n`,
   );
-  console.log(
-    table([
-      ['variant', 'in flight', 'adapter ops/s', 'vs peer'],
-      ...ADAPTER_RUNS.map(({ g, v, inflight, key }) => [
-        v.name,
-        inflight,
-        fmt(adapter[key]),
-        ratio(adapter[key], adapter[`${g.baseline}@${inflight}`]),
+  if (ADAPTER_RUNS.length) {
+    console.log(
+      table([
+        ['variant', 'in flight', 'adapter ops/s', 'vs peer'],
+        ...ADAPTER_RUNS.map(({ g, v, inflight, key }) => [
+          v.name,
+          inflight,
+          fmt(adapter[key]),
+          ratio(adapter[key], adapter[`${g.baseline}@${inflight}`]),
+        ]),
       ]),
-    ]),
-  );
+    );
+  }
   for (const w of WORKLOADS) {
     console.log(`\nHTTP, ${w.name}:\n`);
     console.log(

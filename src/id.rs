@@ -60,10 +60,34 @@ impl SessionId {
         )))
     }
 
+    /// A fresh id of `len` characters of `[A-Za-z0-9_]`, ThinkJS 2's `think.uuid(len)`
+    /// alphabet, 5.95 bits each from the OS; never shorter than [`MIN_RANDOM_LEN`].
+    pub fn generate_of_len(len: usize) -> Result<Self> {
+        const ALPHABET: &[u8; 63] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_";
+        let len = len.clamp(MIN_RANDOM_LEN, MAX_LEN);
+        let mut id = String::with_capacity(len);
+        let mut bytes = [0u8; 64];
+        while id.len() < len {
+            getrandom::fill(&mut bytes).map_err(|e| Error::store("random", e.to_string()))?;
+            // 252 = 4 * 63: bytes past it are dropped, so every character is equally likely.
+            for &b in bytes.iter().filter(|&&b| b < 252) {
+                if id.len() == len {
+                    break;
+                }
+                id.push(ALPHABET[(b % 63) as usize] as char);
+            }
+        }
+        Ok(SessionId(id))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
 }
+
+/// The shortest generated id: 22 characters carry 130 random bits.
+pub const MIN_RANDOM_LEN: usize = 22;
 
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -115,6 +139,22 @@ fn check(id: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generates_ids_of_the_length_asked_for() {
+        for len in [1, 22, 32, 40, 500] {
+            let id = SessionId::generate_of_len(len).unwrap();
+            assert_eq!(id.as_str().len(), len.clamp(MIN_RANDOM_LEN, MAX_LEN));
+            assert!(id
+                .as_str()
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+        }
+        assert_ne!(
+            SessionId::generate_of_len(32).unwrap(),
+            SessionId::generate_of_len(32).unwrap()
+        );
+    }
 
     #[test]
     fn accepts_the_ids_thinkjs_issues() {

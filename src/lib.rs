@@ -6,6 +6,7 @@
 pub mod error;
 pub mod id;
 pub mod session;
+pub mod signing;
 pub mod store;
 
 // Test builds link no Node, so the bindings are left out of them.

@@ -63,45 +63,151 @@ const controller = `module.exports = class extends think.Controller {
 };
 `;
 
-/**
- * Installs (once, cached in __test__/.apps) a ThinkJS app of the given version whose
- * session adapter config is `session` (JS source of the `exports.session` value).
- */
-function prepareApp({ name, thinkjs, session }) {
-  const dir = path.join(appsDir, `${name}-thinkjs-${thinkjs}`);
-  fs.mkdirSync(dir, { recursive: true });
-  const pkg = { name: `tsn-app-${name}`, private: true, dependencies: { thinkjs, 'think-session': '1.1.6' } };
-  fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify(pkg, null, 2));
-  let installed;
-  try {
-    installed = require(path.join(dir, 'node_modules', 'thinkjs', 'package.json')).version;
-  } catch {
-    installed = undefined;
-  }
-  if (installed !== thinkjs) npmRun(['install'], dir);
-  npmRun(['install', '--no-save', packTarball()], dir, { ...process.env, PATH: pathWithoutCargo() });
-
-  const write = (file, text) => {
-    fs.mkdirSync(path.dirname(path.join(dir, file)), { recursive: true });
-    fs.writeFileSync(path.join(dir, file), text);
-  };
-  write(
-    'production.js',
-    `const path = require('path');
+const PRODUCTION = `const path = require('path');
 const Application = require('thinkjs');
 new Application({ ROOT_PATH: __dirname, APP_PATH: path.join(__dirname, 'src'), env: 'production' }).run();
-`,
-  );
-  write(
-    'src/config/config.js',
-    `module.exports = { port: Number(process.env.PORT), host: '127.0.0.1', workers: Number(process.env.WORKERS || 1) };\n`,
-  );
-  write('src/config/extend.js', `module.exports = [require('think-session')];\n`);
-  write('src/config/middleware.js', `module.exports = ['meta', 'payload', 'router', 'logic', 'controller'];\n`);
-  write('src/config/adapter.js', `const path = require('path');\nexports.session = ${session};\n`);
-  write('src/controller/index.js', controller);
+`;
+
+/**
+ * Installs (once per set of dependencies, cached in __test__/.apps) an app with this
+ * checkout's tarball, writes its `files` and empties its runtime folder.
+ */
+function installApp(name, dependencies, files) {
+  const dir = path.join(appsDir, name);
+  fs.mkdirSync(dir, { recursive: true });
+  const pkg = JSON.stringify({ name: `tsn-app-${name}`, private: true, dependencies }, null, 2);
+  const stamp = path.join(dir, 'node_modules', '.tsn-installed');
+  if (!fs.existsSync(stamp) || fs.readFileSync(stamp, 'utf8') !== pkg) {
+    fs.writeFileSync(path.join(dir, 'package.json'), pkg);
+    npmRun(['install'], dir);
+    fs.writeFileSync(stamp, pkg);
+  }
+  npmRun(['install', '--no-save', packTarball()], dir, { ...process.env, PATH: pathWithoutCargo() });
+  for (const [file, text] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(dir, file)), { recursive: true });
+    fs.writeFileSync(path.join(dir, file), text);
+  }
   fs.rmSync(path.join(dir, 'runtime'), { recursive: true, force: true });
   return dir;
+}
+
+/**
+ * A ThinkJS 3/4 app of the given version whose session adapter config is `session` (JS
+ * source of the `exports.session` value).
+ */
+function prepareApp({ name, thinkjs, session }) {
+  return installApp(
+    `${name}-thinkjs-${thinkjs}`,
+    { thinkjs, 'think-session': '1.1.6' },
+    {
+      'production.js': PRODUCTION,
+      'src/config/config.js': `module.exports = { port: Number(process.env.PORT), host: '127.0.0.1', workers: Number(process.env.WORKERS || 1) };\n`,
+      'src/config/extend.js': `module.exports = [require('think-session')];\n`,
+      'src/config/middleware.js': `module.exports = ['meta', 'payload', 'router', 'logic', 'controller'];\n`,
+      'src/config/adapter.js': `const path = require('path');\nexports.session = ${session};\n`,
+      'src/controller/index.js': controller,
+    },
+  );
+}
+
+// ThinkJS 2: a module-mode app (app/common, app/home). Its session, db and redis config come
+// from the environment it is booted with (TSN_TYPE, TSN_SECRET, TSN_DB, TSN_DB_NAME,
+// TSN_REDIS_PORT; TSN_NATIVE=0 leaves ThinkJS 2's built-in adapters in place), so one
+// installed app serves every run.
+const controller2 = `module.exports = class extends think.controller.base {
+  pingAction() { return this.json({ pid: process.pid }); }
+  async counterAction() {
+    const n = (await this.session('n')) || 0;
+    await this.session('n', n + 1);
+    return this.json({ n: n + 1 });
+  }
+  async loginAction() {
+    await this.session('user', this.get('name'));
+    return this.redirect('/index/whoami');
+  }
+  async whoamiAction() { return this.json({ user: (await this.session('user')) || null }); }
+  async setAction() {
+    await this.session(this.get('key'), this.get('value'));
+    return this.json({ ok: true });
+  }
+  async shortAction() {
+    const session = think.session(this.http);
+    await session.set('short', 'lived', Number(this.get('ms')) / 1000);
+    // read back by a second adapter of this session: from the store, and no flush to slide it
+    const conf = think.parseConfig(think.config('session'), { cookie: this.http._cookie.thinkjs });
+    return this.json({ ok: true, stored: await new session.constructor(conf).get('short') });
+  }
+  async allAction() { return this.json(await think.session(this.http).get()); }
+  async clearAction() {
+    await this.session();
+    return this.json({ ok: true });
+  }
+};
+`;
+
+const thinkjs2Files = {
+  'production.js': `const path = require('path');
+const ThinkJS = require('thinkjs');
+new ThinkJS({
+  ROOT_PATH: __dirname,
+  APP_PATH: path.join(__dirname, 'app'),
+  RESOURCE_PATH: path.join(__dirname, 'www'),
+  RUNTIME_PATH: path.join(__dirname, 'runtime'),
+  env: 'production',
+}).run();
+`,
+  'www/.keep': '',
+  'app/common/config/config.js': `const workers = Number(process.env.WORKERS || 1);
+module.exports = { port: Number(process.env.PORT), host: '127.0.0.1', cluster_on: workers > 1 ? workers : false };
+`,
+  'app/common/config/session.js': `const path = require('path');
+const secrets = (process.env.TSN_SECRET || '').split(',').filter(Boolean);
+module.exports = {
+  name: 'thinkjs',
+  type: process.env.TSN_TYPE || 'memory',
+  secret: secrets.length > 1 ? secrets : secrets[0] || '',
+  timeout: 86400,
+  adapter: { file: { path: path.join(think.ROOT_PATH, 'runtime', 'session'), path_depth: 2 } },
+};
+`,
+  'app/common/config/db.js': `const path = require('path');
+const kind = process.env.TSN_DB || 'mysql';
+const server = { host: '127.0.0.1', user: 'root', password: '', database: process.env.TSN_DB_NAME, prefix: 'think_' };
+const adapters = {
+  mysql: { ...server, port: 3306 },
+  postgresql: { ...server, port: 5432 },
+  sqlite: { path: path.join(think.ROOT_PATH, 'runtime', 'sqlite'), database: 'sessions', prefix: 'think_' },
+};
+module.exports = { type: kind, adapter: { [kind]: adapters[kind] } };
+`,
+  'app/common/config/redis.js': `module.exports = { host: '127.0.0.1', port: Number(process.env.TSN_REDIS_PORT || 6379) };
+`,
+  'app/common/bootstrap/session.js': `if (process.env.TSN_NATIVE !== '0') require('think-session-native/thinkjs2');
+`,
+  'app/home/controller/index.js': controller2,
+  // A custom adapter on the package's base class (type 'kv'): records in a Map, each load
+  // and save a turn of the event loop, as a remote store's would be.
+  'app/common/adapter/session/kv.js': `const { SessionAdapter } = require('think-session-native/thinkjs2');
+const records = new Map();
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+module.exports = class extends SessionAdapter {
+  async load(id) {
+    await turn();
+    const text = records.get(id);
+    return text ? JSON.parse(text) : null;
+  }
+  async save(id, record) {
+    await turn();
+    if (record) records.set(id, JSON.stringify(record));
+    else records.delete(id);
+  }
+};
+`,
+};
+
+/** A ThinkJS 2 app, with redis@2.3.0 (the version its built-in adapter installs). */
+function prepareThinkjs2App({ name, thinkjs = '2.2.25' }) {
+  return installApp(`${name}-thinkjs-${thinkjs}`, { thinkjs, redis: '2.3.0' }, thinkjs2Files);
 }
 
 function freePort() {
@@ -167,4 +273,4 @@ async function bootApp(dir, { workers = 1, env = {} } = {}) {
   return { url, output, stop };
 }
 
-module.exports = { prepareApp, bootApp, packTarball, pathWithoutCargo, freePort };
+module.exports = { prepareApp, prepareThinkjs2App, bootApp, packTarball, pathWithoutCargo, freePort };

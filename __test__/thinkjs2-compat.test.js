@@ -1,0 +1,139 @@
+'use strict';
+// ThinkJS 2.2.25 with and without think-session-native/thinkjs2, on the same stores: sessions
+// written by the built-in file, redis and db adapters are read by the native ones and the
+// other way round, with signed cookies; the signature format is ThinkJS 2's own; memory in
+// cluster mode becomes file, as ThinkJS 2 does it.
+const { describe, it, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const path = require('path');
+const crypto = require('crypto');
+const native = require('..');
+const { prepareThinkjs2App, bootApp } = require('./support/app');
+const { Client } = require('./support/http');
+const { startServer } = require('./support/redis');
+const { freshDatabase, query } = require('./support/db');
+
+const DATABASE = 'tsn_thinkjs2_compat';
+const SECRET = 'compat-secret';
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+let dir;
+let redis;
+before(async () => {
+  dir = prepareThinkjs2App({ name: 'thinkjs2-compat' });
+  redis = await startServer();
+  freshDatabase('mysql', DATABASE);
+  // ThinkJS 2's own DDL (no maxage column)
+  query(
+    'mysql',
+    DATABASE,
+    `CREATE TABLE think_session (id int(11) unsigned NOT NULL AUTO_INCREMENT,
+      cookie varchar(255) NOT NULL DEFAULT '', data text, expire bigint(11) NOT NULL,
+      PRIMARY KEY (id), UNIQUE KEY cookie (cookie), KEY expire (expire)) ENGINE=InnoDB DEFAULT CHARSET=utf8`,
+  );
+});
+after(() => redis && redis.close());
+
+describe('think-session-native/thinkjs2 outside a ThinkJS 2 app', () => {
+  it('says where to load it', () => {
+    assert.throws(() => require('../lib/thinkjs2.js'), {
+      code: 'ERR_SESSION_OPTIONS',
+      message: /src\/common\/bootstrap/,
+    });
+  });
+});
+
+describe('ThinkJS 2 signed cookies', () => {
+  it("sign and unsign agree with ThinkJS 2's Cookie.sign on random inputs", () => {
+    const Cookie = require(path.join(dir, 'node_modules', 'thinkjs', 'lib', 'util', 'cookie.js')).default;
+    for (let i = 0; i < 2000; i++) {
+      const value = native.generateId(22 + (i % 60));
+      const secret = crypto.randomBytes(1 + (i % 40)).toString(i % 2 ? 'base64' : 'latin1');
+      const theirs = Cookie.sign(value, secret);
+      assert.equal(native.sign(value, secret), theirs, `${value} / ${JSON.stringify(secret)}`);
+      assert.equal(native.unsign(theirs, [SECRET, secret]), value);
+      assert.equal(Cookie.unsign(native.sign(value, secret), secret), value);
+    }
+  });
+
+  it('rejects tampered, truncated and foreign signatures; a listed old secret still verifies', () => {
+    const id = native.generateId(32);
+    const signed = native.sign(id, 'old');
+    assert.equal(native.unsign(signed, ['new', 'old']), id);
+    assert.equal(native.unsign(signed, ['new']), null);
+    assert.equal(native.unsign(signed.slice(0, -1), 'old'), null);
+    assert.equal(native.unsign(signed.replace(id[0], id[0] === 'a' ? 'b' : 'a'), 'old'), null);
+    assert.equal(native.unsign(id, 'old'), null);
+  });
+});
+
+// Boots the app on `type` with the built-in adapters (native: false) or the native ones.
+async function boot(type, native, env = {}) {
+  return bootApp(dir, {
+    env: {
+      TSN_TYPE: type,
+      TSN_NATIVE: native ? '1' : '0',
+      TSN_SECRET: SECRET,
+      TSN_REDIS_PORT: String(redis.port),
+      TSN_DB: 'mysql',
+      TSN_DB_NAME: DATABASE,
+      ...env,
+    },
+  });
+}
+
+for (const type of ['file', 'redis', 'db']) {
+  describe(`ThinkJS 2 ${type} sessions survive the switch to native and back`, () => {
+    it('built-in → native → built-in', async () => {
+      const jar = new Map(); // one browser across the three apps
+      const client = (app) => Object.assign(new Client(app.url), { jar });
+      let app = await boot(type, false);
+      let c = client(app);
+      try {
+        assert.equal((await c.request('/index/set?key=user&value=ann')).status, 200);
+        await sleep(300); // the built-in adapters write after the response
+      } finally {
+        app.stop();
+      }
+      const cookie = c.session;
+      assert.ok(cookie && decodeURIComponent(cookie).includes('.'), 'a signed cookie');
+
+      app = await boot(type, true);
+      c = client(app);
+      try {
+        assert.deepEqual((await c.request('/index/all')).body, { user: 'ann' });
+        await c.request('/index/set?key=role&value=admin');
+        assert.equal(c.session, cookie, 'the cookie is kept');
+      } finally {
+        app.stop();
+      }
+
+      app = await boot(type, false);
+      c = client(app);
+      try {
+        assert.deepEqual((await c.request('/index/all')).body, { user: 'ann', role: 'admin' });
+      } finally {
+        app.stop();
+      }
+    });
+  });
+}
+
+describe('ThinkJS 2 memory sessions in cluster mode', () => {
+  it('use the file store, say so at start-up, and are shared by the workers', async () => {
+    const app = await bootApp(dir, { workers: 2, env: { TSN_TYPE: 'memory', TSN_SECRET: '' } });
+    try {
+      const c = new Client(app.url);
+      const pids = new Set();
+      // each request on a new connection: the cluster hands them to the workers in turn
+      for (let n = 1; n <= 8; n++) {
+        const res = await c.request('/index/counter', { newConnection: true });
+        assert.deepEqual(res.body, { n });
+      }
+      for (let i = 0; i < 4; i++) pids.add((await c.request('/index/ping', { newConnection: true })).body.pid);
+      assert.equal(pids.size, 2, 'two workers serve');
+      assert.match(app.output.join(''), /session can't use memory for storage, convert to File/);
+    } finally {
+      app.stop();
+    }
+  });
+});

@@ -1,0 +1,1 @@
+if (process.env.BENCH_NATIVE === '1') require('think-session-native/thinkjs2');

@@ -1,0 +1,267 @@
+'use strict';
+// ThinkJS 2.x. `require('think-session-native/thinkjs2')` in a bootstrap file, and `type`
+// in session.js ('memory' | 'file' | 'db' | 'redis') selects the native stores, reading the
+// config the built-in adapters read and keeping their data formats. The session cookie is
+// read, checked and signed here, in place of `think.session`: ids are validated (G5) and
+// signatures checked in constant time, with `secret` a string or a list (first signs).
+const os = require('os');
+const path = require('path');
+const native = require('../index.js');
+const { MemorySession, FileSession, RedisSession, DbSession, sessionError } = require('./thinkjs3.js');
+
+if (typeof think === 'undefined' || typeof think.adapter !== 'function' || typeof think.session !== 'function') {
+  throw sessionError(
+    'ERR_SESSION_OPTIONS',
+    "think-session-native/thinkjs2 plugs into a running ThinkJS 2 app: require it from a file in src/common/bootstrap/ (e.g. `require('think-session-native/thinkjs2');`)",
+  );
+}
+
+const DEFAULT_TIMEOUT = 86400; // seconds, ThinkJS 2's default
+// Marks a config `think.session` below has parsed already (merged with its adapter's).
+const PARSED = Symbol('think-session-native parsed config');
+const gcRegistered = new Set();
+
+// `think.parseConfig(config)` of a config object, made once per object: the per-request
+// path reads the same session, db and redis config every time.
+const parsedConfigs = new WeakMap();
+function parsed(config, type) {
+  let byType = parsedConfigs.get(config);
+  if (!byType) parsedConfigs.set(config, (byType = new Map()));
+  if (!byType.has(type)) byType.set(type, think.parseConfig(type === undefined ? config : { ...config, type }));
+  return byType.get(type);
+}
+
+function logError(err) {
+  (think.log || console.error)(`think-session-native: ${err.message}`, 'SESSION');
+}
+
+// A ThinkJS 3 handle of a store, behind ThinkJS 2's adapter interface: get, set(name,
+// value, timeout), delete(name?), flush at the end of the request, gc(now).
+function thinkjs2Adapter(Handle, storeOptions) {
+  return class extends Handle {
+    // `conf`: the session config merged with its adapter's, the id as `cookie`, and
+    // `newCookie` when the id was just issued.
+    constructor(conf = {}) {
+      const options = conf[PARSED] ? conf : think.parseConfig(think.config('session'), conf);
+      const timeout = Number(options.timeout ?? DEFAULT_TIMEOUT);
+      super({
+        ...storeOptions(options),
+        cookie: options.cookie,
+        fresh: Boolean(options.newCookie),
+        maxAge: (timeout > 0 ? timeout : DEFAULT_TIMEOUT) * 1000,
+        autoUpdate: false, // ThinkJS 2 slides the expiry in flush, and never re-sends the cookie
+        gcInterval: 0, // ThinkJS 2's gc timer calls gc()
+      });
+      this.written = false;
+      this.gcType = `session_native_${this.constructor.name}_${this.store.slot}`;
+      if (!gcRegistered.has(this.gcType)) {
+        gcRegistered.add(this.gcType);
+        think.gc(this);
+      }
+    }
+
+    // `timeout` (seconds) gives the session a new lifetime from this write on.
+    set(name, value, timeout) {
+      if (timeout > 0) this.maxAge = Number(timeout) * 1000;
+      this.written = true;
+      return super.set(name, value);
+    }
+
+    // Without a name, clears the session (`this.session()`).
+    delete(name) {
+      this.written = true;
+      return name === undefined || name === null ? super.delete() : super.set(name, null);
+    }
+
+    // After the response: a session this request read, and did not write, gets a new
+    // lifetime from now, as the built-in adapters give it. Writes already did.
+    flush() {
+      if (this.written || !this.data || Object.keys(this.data).length === 0) return Promise.resolve();
+      return Promise.resolve()
+        .then(() => this.callStore('apply', null, null, this.maxAge))
+        .catch(logError);
+    }
+  };
+}
+
+class MemoryAdapter extends thinkjs2Adapter(MemorySession, (o) => ({
+  maxEntries: o.maxEntries,
+  maxBytes: o.maxBytes,
+})) {}
+
+// adapter.file: `path` (default as the built-in's) and `path_depth`.
+class FileAdapter extends thinkjs2Adapter(FileSession, (o) => ({
+  sessionPath: path.resolve(o.path || path.join(os.tmpdir(), 'thinkjs')),
+  format: 'thinkjs2',
+  pathDepth: Number(o.path_depth || 1),
+  maxBytes: o.maxBytes,
+})) {}
+
+// The app's `think.config('db')`: type mysql, postgresql or sqlite, with think-model's
+// option names; SQLite's file is `<path>/<database>.sqlite`, as ThinkJS 2 places it.
+function dbOptions(o) {
+  const db = parsed(think.config('db'));
+  const type = String(db.type || 'mysql').toLowerCase();
+  if (type === 'mongo' || type === 'mongodb') {
+    throw sessionError('ERR_SESSION_OPTIONS', "session type 'db' needs a SQL database (mysql, postgresql or sqlite)");
+  }
+  const database =
+    type === 'sqlite'
+      ? path.join(db.path || path.join(think.RUNTIME_PATH, 'sqlite'), `${db.database}.sqlite`)
+      : db.database;
+  const { host, port, user, password, prefix } = db;
+  const number = port ? Number(port) : undefined;
+  return { type, host, port: number, user, password, database, prefix, maxBytes: o.maxBytes, poolSize: o.poolSize };
+}
+
+class DbAdapter extends thinkjs2Adapter(DbSession, dbOptions) {}
+
+// The app's `think.config('redis')`: host, port, password, db, and `timeout` (seconds) which,
+// when set, is every session's lifetime, as with the built-in adapter.
+class RedisAdapter extends thinkjs2Adapter(RedisSession, (o) => {
+  const redis = parsed(think.config('redis'));
+  return {
+    host: redis.host,
+    port: redis.port ? Number(redis.port) : undefined,
+    password: redis.password,
+    db: redis.db,
+    format: 'thinkjs2',
+    maxBytes: o.maxBytes,
+  };
+}) {
+  constructor(conf = {}) {
+    super(conf);
+    const timeout = Number(parsed(think.config('redis')).timeout);
+    if (timeout > 0) this.maxAge = timeout * 1000;
+  }
+}
+
+/**
+ * The base of a custom session adapter (ThinkJS 2's "Extend Session"): implement how a
+ * record is loaded and saved, and get, set, delete, flush and gc come with it. A record is
+ * `{ data, expire }`: the data object and its expiry in ms since the epoch. Writes are saved
+ * before they resolve, and writes to one session are made one after another in this
+ * process, each on a fresh load (no lost update between two requests of one process; across
+ * processes that takes a store that merges, as the native ones do).
+ */
+class SessionAdapter {
+  constructor(conf = {}) {
+    const options = think.parseConfig(think.config('session'), conf);
+    this.options = options;
+    this.cookie = options.cookie;
+    this.newCookie = Boolean(options.newCookie);
+    this.timeout = Number(options.timeout ?? DEFAULT_TIMEOUT);
+    this.data = undefined;
+    this.written = false;
+  }
+
+  /** @returns {Promise<{data: object, expire: number} | null>} the record of `id`, or null */
+  load(id) {
+    return Promise.reject(
+      sessionError('ERR_SESSION_OPTIONS', `${this.constructor.name} must implement load(id) (${id})`),
+    );
+  }
+
+  /** Stores `record` ({data, expire}) under `id`; `null` removes it. */
+  save(id) {
+    return Promise.reject(
+      sessionError('ERR_SESSION_OPTIONS', `${this.constructor.name} must implement save(id, record) (${id})`),
+    );
+  }
+
+  /** Removes records expired at `now` (ThinkJS 2's gc timer passes it); resolves with how many went. */
+  gc() {
+    return Promise.resolve(0);
+  }
+
+  async live() {
+    const record = await this.load(this.cookie);
+    return record && record.expire > Date.now() && record.data ? record : null;
+  }
+
+  // One write at a time per session in this process, each on a fresh load.
+  change(update) {
+    const key = `${this.constructor.name}:${this.cookie}`;
+    const run = (queues.get(key) || Promise.resolve()).then(async () => {
+      const record = (await this.live()) || { data: {}, expire: 0 };
+      const data = update(record.data);
+      await this.save(this.cookie, data ? { data, expire: Date.now() + this.timeout * 1000 } : null);
+      this.data = data || {};
+    });
+    const tail = run.catch(() => undefined);
+    queues.set(key, tail);
+    tail.then(() => queues.get(key) === tail && queues.delete(key));
+    return run;
+  }
+
+  async get(name) {
+    if (this.data === undefined) {
+      this.data = this.newCookie ? {} : ((await this.live()) || { data: {} }).data;
+    }
+    return name ? this.data[name] : this.data;
+  }
+
+  set(name, value, timeout) {
+    if (timeout > 0) this.timeout = Number(timeout);
+    try {
+      value = JSON.parse(JSON.stringify(value) ?? 'null');
+    } catch (err) {
+      return Promise.reject(sessionError('ERR_SESSION_VALUE', `session value "${name}" cannot be stored as JSON`, err));
+    }
+    this.written = true;
+    return this.change((data) => {
+      if (value === null) delete data[name];
+      else data[name] = value;
+      return data;
+    });
+  }
+
+  delete(name) {
+    this.written = true;
+    if (name === undefined || name === null) return this.change(() => null);
+    return this.change((data) => (delete data[name], data));
+  }
+
+  flush() {
+    if (this.written || !this.data || Object.keys(this.data).length === 0) return Promise.resolve();
+    return this.change((data) => data).catch(logError);
+  }
+}
+const queues = new Map();
+
+// Registered for `think.adapter('session', type)`, and chosen directly below: ThinkJS 2's
+// auto-reload (development) clears its registry but not this module.
+const ADAPTERS = { memory: MemoryAdapter, file: FileAdapter, db: DbAdapter, redis: RedisAdapter };
+for (const [type, Adapter] of Object.entries(ADAPTERS)) think.adapter('session', type, Adapter);
+
+// Memory cannot be shared between cluster workers: as ThinkJS 2 does, use the file store,
+// and say so once, at start-up.
+const clustered = () => Boolean(think.config('cluster_on'));
+if (String(think.config('session').type || 'memory').toLowerCase() === 'memory' && clustered()) {
+  think.log("in cluster mode, session can't use memory for storage, convert to File", 'SESSION');
+}
+
+think.session = function session(http) {
+  if (http._session) return http._session;
+  const config = think.config('session');
+  const name = config.name || 'thinkjs';
+  const secrets = [].concat(config.secret || []).filter(Boolean);
+  const received = http.cookie(name);
+  let id = received && (secrets.length ? native.unsign(received, secrets) : received);
+  let fresh = false;
+  if (!id || !native.isValidId(id)) {
+    const cookie = config.cookie || {};
+    id = native.generateId(cookie.length || 32);
+    http.cookie(name, secrets.length ? native.sign(id, secrets[0]) : id, cookie);
+    fresh = true;
+  }
+  http._cookie[name] = id;
+  let type = String(config.type || 'memory').toLowerCase();
+  if (type === 'memory' && clustered()) type = 'file';
+  const conf = { ...parsed(config, type), cookie: id, newCookie: fresh, [PARSED]: true };
+  const Adapter = ADAPTERS[type] || think.adapter('session', type);
+  http._session = new Adapter(conf);
+  return http._session;
+};
+
+module.exports = { MemoryAdapter, FileAdapter, DbAdapter, RedisAdapter, SessionAdapter };
