@@ -118,6 +118,24 @@ for (const type of ['file', 'redis', 'db']) {
   });
 }
 
+describe('ThinkJS 2 values changed in place', () => {
+  it('are written at the end of the request, as the built-in adapters write them', async () => {
+    for (const type of ['file', 'redis', 'memory']) {
+      const app = await boot(type, true);
+      try {
+        const c = new Client(app.url);
+        for (const value of ['a', 'b']) {
+          await c.request(`/index/inplace?value=${value}`);
+          await sleep(100); // ThinkJS 2 flushes after the response
+        }
+        assert.deepEqual((await c.request('/index/all')).body, { items: ['a', 'b'] }, type);
+      } finally {
+        app.stop();
+      }
+    }
+  });
+});
+
 describe('ThinkJS 2 memory sessions in cluster mode', () => {
   it('use the file store, say so at start-up, and are shared by the workers', async () => {
     const app = await bootApp(dir, { workers: 2, env: { TSN_TYPE: 'memory', TSN_SECRET: '' } });

@@ -53,6 +53,7 @@ function thinkjs2Adapter(Handle, storeOptions) {
         gcInterval: 0, // ThinkJS 2's gc timer calls gc()
       });
       this.written = false;
+      this.stored = undefined;
       this.gcType = `session_native_${this.constructor.name}_${this.store.slot}`;
       if (!gcRegistered.has(this.gcType)) {
         gcRegistered.add(this.gcType);
@@ -60,29 +61,53 @@ function thinkjs2Adapter(Handle, storeOptions) {
       }
     }
 
+    // The data as the store has it, a JSON text per key: flush compares the data with it.
+    receive(text) {
+      super.receive(text);
+      this.stored = snapshot(this.data);
+    }
+
     // `timeout` (seconds) gives the session a new lifetime from this write on.
     set(name, value, timeout) {
       if (timeout > 0) this.maxAge = Number(timeout) * 1000;
       this.written = true;
-      return super.set(name, value);
+      return super.set(name, value).then(() => {
+        if (!this.stored) return;
+        const text = JSON.stringify(value);
+        if (text === 'null') delete this.stored[name];
+        else this.stored[name] = text;
+      });
     }
 
     // Without a name, clears the session (`this.session()`).
     delete(name) {
       this.written = true;
-      return name === undefined || name === null ? super.delete() : super.set(name, null);
+      if (name !== undefined && name !== null) return this.set(name, null);
+      return super.delete().then(() => (this.stored = {}));
     }
 
-    // After the response: a session this request read, and did not write, gets a new
-    // lifetime from now, as the built-in adapters give it. Writes already did.
+    // After the response. ThinkJS 2 apps may change a value in place
+    // (`(await this.session('cart')).items.push(x)`) and count on the built-in adapters
+    // writing the whole data here: keys whose JSON differs from the store's are written
+    // (each merged as a set would be). A session the request read and did not change gets a
+    // new lifetime from now, as the built-in adapters give it.
     flush() {
-      if (this.written || !this.data || Object.keys(this.data).length === 0) return Promise.resolve();
+      const data = this.data;
+      if (!data) return Promise.resolve();
+      const stored = this.stored || {};
+      const changed = Object.keys(data).filter((key) => JSON.stringify(data[key]) !== stored[key]);
+      const removed = Object.keys(stored).filter((key) => !(key in data));
+      const writes = [...changed.map((key) => [key, data[key]]), ...removed.map((key) => [key, null])];
+      if (writes.length) return Promise.all(writes.map(([key, value]) => super.set(key, value))).catch(logError);
+      if (this.written || changed.length + Object.keys(stored).length === 0) return Promise.resolve();
       return Promise.resolve()
         .then(() => this.callStore('apply', null, null, this.maxAge))
         .catch(logError);
     }
   };
 }
+
+const snapshot = (data) => Object.fromEntries(Object.entries(data).map(([key, value]) => [key, JSON.stringify(value)]));
 
 class MemoryAdapter extends thinkjs2Adapter(MemorySession, (o) => ({
   maxEntries: o.maxEntries,
@@ -153,6 +178,11 @@ class SessionAdapter {
     this.timeout = Number(options.timeout ?? DEFAULT_TIMEOUT);
     this.data = undefined;
     this.written = false;
+    this.gcType = `session_native_custom_${this.constructor.name}`;
+    if (!gcRegistered.has(this.gcType)) {
+      gcRegistered.add(this.gcType);
+      think.gc(this);
+    }
   }
 
   /** @returns {Promise<{data: object, expire: number} | null>} the record of `id`, or null */
@@ -164,8 +194,9 @@ class SessionAdapter {
 
   /** Stores `record` ({data, expire}) under `id`; `null` removes it. */
   save(id) {
+    void id;
     return Promise.reject(
-      sessionError('ERR_SESSION_OPTIONS', `${this.constructor.name} must implement save(id, record) (${id})`),
+      sessionError('ERR_SESSION_OPTIONS', `${this.constructor.name} must implement save(id, record)`),
     );
   }
 
@@ -196,7 +227,8 @@ class SessionAdapter {
 
   async get(name) {
     if (this.data === undefined) {
-      this.data = this.newCookie ? {} : ((await this.live()) || { data: {} }).data;
+      const loaded = this.newCookie ? {} : ((await this.live()) || { data: {} }).data;
+      if (this.data === undefined) this.data = loaded; // a write may have finished meanwhile
     }
     return name ? this.data[name] : this.data;
   }

@@ -181,7 +181,7 @@ export interface DbSessionOptions extends SessionOptions {
   /** Most connections open at once (think-mysql's `connectionLimit` is read too). Default 10. */
   poolSize?: number;
   connectionLimit?: number;
-  /** Milliseconds (or '3s'-style) a connection attempt may take. Default 3000. */
+  /** Milliseconds (or '3s'-style) a connection attempt may take. Default 2000. */
   connectTimeout?: number | string;
   /** Milliseconds (or '3s'-style) any call may take, waiting for a connection included. Default 3000. */
   queryTimeout?: number | string;

@@ -138,6 +138,11 @@ const controller2 = `module.exports = class extends think.controller.base {
     return this.json({ ok: true, stored: await new session.constructor(conf).get('short') });
   }
   async allAction() { return this.json(await think.session(this.http).get()); }
+  async inplaceAction() {
+    const data = await think.session(this.http).get();
+    (data.items = data.items || []).push(this.get('value'));
+    return this.json({ ok: true });
+  }
   async clearAction() {
     await this.session();
     return this.json({ ok: true });

@@ -27,7 +27,7 @@ pub struct DbStoreOptions {
     pub prefix: Option<String>,
     /// Most connections open at once. Default 10.
     pub pool_size: Option<f64>,
-    /// Milliseconds a connection attempt may take. Default 3000.
+    /// Milliseconds a connection attempt may take. Default 2000.
     pub connect_timeout: Option<f64>,
     /// Milliseconds any call may take, waiting for a connection included. Default 3000.
     pub query_timeout: Option<f64>,

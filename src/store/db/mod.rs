@@ -35,7 +35,8 @@ use sql::{Statements, GC_BATCH};
 
 pub const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_POOL_SIZE: usize = 10;
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Shorter than the query timeout, so that a server that cannot be reached is reported as such.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Where the sessions live: a URL, or the parts of one (think-mysql's option names).
@@ -161,7 +162,7 @@ struct Schema {
 }
 
 /// A row as read or written.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 struct Stored {
     data: Option<String>,
     expire: i64,
@@ -255,6 +256,15 @@ impl DbStore {
                         })
                     }
                 };
+                if path.as_os_str().is_empty() || path.to_string_lossy().contains(":memory:") {
+                    return Err(Error::InvalidOption {
+                        name: "database",
+                        reason:
+                            "an in-memory SQLite database is one per connection; give a file path \
+                                 (or use MemorySession)"
+                                .into(),
+                    });
+                }
                 if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                     std::fs::create_dir_all(folder).map_err(|e| {
                         Error::store(
@@ -349,6 +359,13 @@ impl DbStore {
                 )));
             }
         }
+        if self.unique_cookie_indexes().await? == 0 {
+            return Err(self.failure(format!(
+                "the table `{}` has no UNIQUE index on `cookie`; the store needs one row per session \
+                 (add one, or let the store create its table)",
+                self.table
+            )));
+        }
         let max_age = column("maxage");
         let max_age_limit = match max_age {
             Some((_, kind, _))
@@ -402,6 +419,19 @@ impl DbStore {
                 self.last_seen().pop(id);
             }
         }
+    }
+
+    async fn unique_cookie_indexes(&self) -> Result<i64> {
+        let query = sql::unique_cookie(self.backend);
+        let table = &self.table;
+        on_connection!(self, |conn| {
+            let row = sqlx::query(query.clone())
+                .bind(table)
+                .fetch_one(&mut *conn)
+                .await?;
+            row.try_get(0)
+        })
+        .map_err(|e| self.failure(e))
     }
 
     async fn fetch(&self, schema: &Schema, id: &SessionId) -> Result<Option<Stored>> {
@@ -475,8 +505,15 @@ impl DbStore {
                     .bind(old.expire)
                     .bind(old.data.as_deref())
                     .execute(&mut *conn)
-                    .await?;
-                Ok(done.rows_affected() == 1)
+                    .await;
+                match done {
+                    Ok(done) => Ok(done.rows_affected() == 1),
+                    // Lost to a concurrent statement (gc, a deadlock): read and try again.
+                    Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("40001") => {
+                        Ok(false)
+                    }
+                    Err(e) => Err(e),
+                }
             }
             None => {
                 let mut query = sqlx::query(statements.insert.clone())
@@ -541,10 +578,25 @@ impl SessionStore for DbStore {
         self.timed(async {
             let schema = self.schema().await?;
             let mut guess = Some(self.last_seen().get(id).cloned());
+            let mut last_read: Option<Option<Stored>> = None;
             loop {
                 let stored = match guess.take() {
                     Some(guess) => guess,
-                    None => self.fetch(schema, id).await?,
+                    None => {
+                        let read = self.fetch(schema, id).await?;
+                        // The same row twice, and a compare-and-set that missed it in between:
+                        // the table cannot hold this write as read (no unique cookie, or a
+                        // data column whose bytes differ from the text read).
+                        if last_read.as_ref() == Some(&read) {
+                            return Err(self.failure(format!(
+                                "the row of this session in `{}` cannot be updated in place; \
+                                 its `cookie` column must be UNIQUE and `data` a text column",
+                                self.table
+                            )));
+                        }
+                        last_read = Some(read.clone());
+                        read
+                    }
                 };
                 // A row that cannot be read as a session is replaced, as an expired one is.
                 let current = match &stored {
@@ -960,6 +1012,60 @@ mod tests {
             store.load(&a, 1).await.unwrap().unwrap().expires_at_ms,
             year
         );
+    }
+
+    #[tokio::test]
+    async fn merges_into_a_latin1_mysql_table() {
+        let fixture = Fixture::new(Backend::MySql, "latin1").await;
+        fixture
+            .execute(format!(
+                "CREATE TABLE {}session (id int unsigned NOT NULL AUTO_INCREMENT PRIMARY KEY, \
+                 cookie varchar(255) NOT NULL DEFAULT '' UNIQUE, data text CHARACTER SET latin1, \
+                 expire bigint NOT NULL DEFAULT 0, maxage int NOT NULL DEFAULT 0) CHARSET=latin1",
+                fixture.prefix
+            ))
+            .await;
+        let (one, two) = (fixture.store(), fixture.store());
+        let a = id("latin1-session");
+        one.apply_patch(&a, &Patch::of(&[("name", r#""José""#)], 60_000), 0)
+            .await
+            .unwrap();
+        // a second store reads the row back from the table, then merges into it
+        two.apply_patch(&a, &Patch::of(&[("n", "1")], 60_000), 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            one.load(&a, 2).await.unwrap().unwrap().data,
+            r#"{"name":"José","n":1}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn a_table_without_a_unique_cookie_fails_a_write_at_once() {
+        let fixture = Fixture::new(Backend::Sqlite, "duplicate").await;
+        let t = format!("{}session", fixture.prefix);
+        fixture
+            .execute(format!(
+                "CREATE TABLE {t} (cookie text, data text, expire bigint, maxage bigint); \
+                 INSERT INTO {t} VALUES ('duplicate-session', '{{}}', 99999, 60000); \
+                 INSERT INTO {t} VALUES ('duplicate-session', '{{}}', 99999, 60000)"
+            ))
+            .await;
+        let store = fixture.store();
+        let started = std::time::Instant::now();
+        let err = store
+            .apply_patch(
+                &id("duplicate-session"),
+                &Patch::of(&[("k", "1")], 60_000),
+                0,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("no UNIQUE index on `cookie`"),
+            "{err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 
     #[tokio::test]

@@ -4,14 +4,19 @@
 //! out dead (a restarted server, a `KILL`, an idle timeout).
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+/// An idle connection older than this is closed rather than reused: firewalls and servers
+/// drop idle connections silently, and a dead one would cost a query its whole timeout.
+const IDLE_LIMIT: Duration = Duration::from_secs(120);
+
 pub struct Pool<C: Connection> {
     options: C::Options,
-    idle: Mutex<Vec<C>>,
+    /// Idle connections, with when each was last used.
+    idle: Mutex<Vec<(C, Instant)>>,
     /// One permit per connection that may be open at once.
     slots: Semaphore,
     connect_timeout: Duration,
@@ -21,7 +26,7 @@ impl<C: Connection> Pool<C> {
     pub fn new(options: C::Options, size: usize, connect_timeout: Duration) -> Self {
         Pool {
             options,
-            idle: Mutex::new(Vec::with_capacity(size)),
+            idle: Mutex::new(Vec::new()),
             slots: Semaphore::new(size),
             connect_timeout,
         }
@@ -47,8 +52,15 @@ impl<C: Connection> Pool<C> {
         })
     }
 
+    /// The most recently used idle connection; those idle too long are closed.
     fn take_idle(&self) -> Option<C> {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|(_, since)| since.elapsed() < IDLE_LIMIT);
+        idle.pop().map(|(conn, _)| conn)
+    }
+
+    fn forget_idle(&self) {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     async fn connect(&self) -> sqlx::Result<C> {
@@ -104,12 +116,17 @@ impl<C: Connection> Lease<'_, C> {
 
 impl<C: Connection> Drop for Lease<'_, C> {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take().filter(|_| self.done) {
-            self.pool
+        match self.conn.take() {
+            Some(conn) if self.done => self
+                .pool
                 .idle
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push(conn);
+                .push((conn, Instant::now())),
+            // A reused connection cut off by the timeout: the others may hang the same way
+            // (a dropped network path), so none is trusted again.
+            Some(_) if self.reused => self.pool.forget_idle(),
+            _ => {}
         }
     }
 }
@@ -124,15 +141,24 @@ fn reusable<T>(result: &sqlx::Result<T>) -> bool {
 }
 
 /// The connection is gone: an I/O or protocol failure, or the server saying it ended the
-/// session (SQLSTATE class 08, MariaDB's 70100 after `KILL`, PostgreSQL's 57P01-57P03).
+/// session: SQLSTATE class 08, MariaDB's 70100 after `KILL`, PostgreSQL's 57P class but a
+/// cancelled statement (57014), MySQL's 4031 (idle timeout), 2006, 2013 and 1927; and a
+/// read-only server (a failover left this connection on the old primary: 25006, 1290, 1792).
 pub fn is_connection_lost(err: &sqlx::Error) -> bool {
     match err {
         sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08")
-                || code == "70100"
-                || matches!(&*code, "57P01" | "57P02" | "57P03")
-        }),
+        sqlx::Error::Database(db) => {
+            let mysql_number = db
+                .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                .map(|e| e.number());
+            matches!(mysql_number, Some(4031 | 2006 | 2013 | 1927 | 1290 | 1792))
+                || db.code().is_some_and(|code| {
+                    code.starts_with("08")
+                        || code == "70100"
+                        || code == "25006"
+                        || (code.starts_with("57P") && code != "57014")
+                })
+        }
         _ => false,
     }
 }

@@ -137,7 +137,10 @@ impl Statements {
         // The compare-and-set: the row must still hold exactly what was read (NULL-safe,
         // byte for byte whatever the column's collation).
         let same_data = match backend {
-            Backend::MySql => format!("CAST(data AS BINARY) <=> CAST({old_data} AS BINARY)"),
+            // The column's text in the connection's utf8mb4, whatever its own character set.
+            Backend::MySql => format!(
+                "CAST(CONVERT(data USING utf8mb4) AS BINARY) <=> CAST({old_data} AS BINARY)"
+            ),
             Backend::Postgres => format!("data IS NOT DISTINCT FROM {old_data}"),
             Backend::Sqlite => format!("data IS {old_data}"),
         };
@@ -235,6 +238,24 @@ pub fn columns(backend: Backend) -> SqlStr {
         Backend::Sqlite => {
             "SELECT name, type, CAST(NULL AS INTEGER) FROM pragma_table_info(?)".into()
         }
+    })
+}
+
+/// Counts the unique indexes (the primary key included) on `cookie`: the merge relies on one
+/// row per session. Binds the table name.
+pub fn unique_cookie(backend: Backend) -> SqlStr {
+    sql(match backend {
+        Backend::MySql => "SELECT COUNT(*) FROM information_schema.statistics \
+             WHERE table_schema = DATABASE() AND table_name = ? AND column_name = 'cookie' \
+             AND non_unique = 0"
+            .into(),
+        Backend::Postgres => "SELECT COUNT(*) FROM pg_index i JOIN pg_attribute a \
+             ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+             WHERE i.indrelid = to_regclass(quote_ident($1)) AND i.indisunique AND a.attname = 'cookie'"
+            .into(),
+        Backend::Sqlite => "SELECT COUNT(*) FROM pragma_index_list(?) AS l \
+             JOIN pragma_index_info(l.name) AS c WHERE l.\"unique\" = 1 AND c.name = 'cookie'"
+            .into(),
     })
 }
 
