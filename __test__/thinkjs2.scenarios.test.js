@@ -6,13 +6,11 @@ const { before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('fs');
 const path = require('path');
-const { execFileSync } = require('child_process');
-const { runScenarios } = require('./support/scenarios');
+const { runScenarios, assertOnlySessionIds: onlyIds } = require('./support/scenarios');
 const { startServer } = require('./support/redis');
 const { freshDatabase, query } = require('./support/db');
 
 const DATABASE = 'tsn_thinkjs2_scenarios';
-const ID = /^[A-Za-z0-9_-]{8,128}$/;
 let redis;
 before(async () => {
   freshDatabase('mysql', DATABASE);
@@ -21,10 +19,7 @@ before(async () => {
 });
 after(() => redis && redis.close());
 
-const onlyIds = (ids) => {
-  assert.ok(ids.length > 0, 'the store holds sessions');
-  for (const id of ids) assert.match(id, ID, `unexpected entry ${id}`);
-};
+const cookies = (kind, database) => query(kind, database, 'SELECT cookie FROM think_session').map(([c]) => c);
 
 // ThinkJS 2's file layout: <path>/<c0>/<c1>/<id>.json (path_depth 2).
 function sessionFiles(dir) {
@@ -56,22 +51,15 @@ const types = {
   },
   'db-mysql': {
     env: { TSN_DB: 'mysql', TSN_DB_NAME: DATABASE },
-    afterForged: () => onlyIds(query('mysql', DATABASE, 'SELECT cookie FROM think_session').map((r) => r[0])),
+    afterForged: () => onlyIds(cookies('mysql', DATABASE)),
   },
   'db-postgresql': {
     env: { TSN_DB: 'postgresql', TSN_DB_NAME: DATABASE },
-    afterForged: () => onlyIds(query('postgresql', DATABASE, 'SELECT cookie FROM think_session').map((r) => r[0])),
+    afterForged: () => onlyIds(cookies('postgresql', DATABASE)),
   },
   'db-sqlite': {
     env: { TSN_DB: 'sqlite' },
-    afterForged: (dir) => {
-      const file = path.join(dir, 'runtime', 'sqlite', 'sessions.sqlite');
-      onlyIds(
-        execFileSync('sqlite3', [file, 'SELECT cookie FROM think_session'], { encoding: 'utf8' })
-          .split('\n')
-          .filter(Boolean),
-      );
-    },
+    afterForged: (dir) => onlyIds(cookies('sqlite', path.join(dir, 'runtime', 'sqlite', 'sessions.sqlite'))),
   },
 };
 

@@ -38,12 +38,12 @@ class ThinkSessionMysqlKept extends ThinkSessionMysql {
 const visits = {
   mysql: (table) => `SELECT COALESCE(SUM(JSON_EXTRACT(data, '$.visits')), 0) FROM ${table}`,
   postgresql: (table) => `SELECT COALESCE(SUM(CAST(CAST(data AS json)->>'visits' AS bigint)), 0) FROM ${table}`,
+  sqlite: (table) => `SELECT COALESCE(SUM(json_extract(data, '$.visits')), 0) FROM ${table}`,
 };
-const sumOf = (kind, table) => () => Number(query(kind, DB_NAME, visits[kind](table))[0][0]);
-const sqliteSum = () => {
-  const sql = `SELECT COALESCE(SUM(json_extract(data, '$.visits')), 0) FROM tsn_session`;
-  return Number(require('child_process').execFileSync('sqlite3', [sqliteFile, sql], { encoding: 'utf8' }));
-};
+const sumOf =
+  (kind, table, database = DB_NAME) =>
+  () =>
+    Number(query(kind, database, visits[kind](table))[0][0]);
 
 const handles = {
   none: { handle: null },
@@ -67,7 +67,11 @@ const handles = {
     writes: sumOf('postgresql', 'tsn_session'),
   },
   // think-session passes the adapter's key as `type`: the URL names SQLite.
-  dbsqlite: { handle: DbSession, options: { url: `sqlite:${sqliteFile}`, prefix: 'tsn_' }, writes: sqliteSum },
+  dbsqlite: {
+    handle: DbSession,
+    options: { url: `sqlite:${sqliteFile}`, prefix: 'tsn_' },
+    writes: sumOf('sqlite', 'tsn_session', sqliteFile),
+  },
 };
 
 function handleFor(variant) {

@@ -43,12 +43,14 @@ function thinkjs2Adapter(Handle, storeOptions) {
     // `newCookie` when the id was just issued.
     constructor(conf = {}) {
       const options = conf[PARSED] ? conf : think.parseConfig(think.config('session'), conf);
-      const timeout = Number(options.timeout ?? DEFAULT_TIMEOUT);
+      // a store may set the lifetime (seconds) itself: redis's `timeout` replaces the session's
+      const { timeout = options.timeout, ...store } = storeOptions(options);
+      const seconds = Number(timeout ?? DEFAULT_TIMEOUT);
       super({
-        ...storeOptions(options),
+        ...store,
         cookie: options.cookie,
         fresh: Boolean(options.newCookie),
-        maxAge: (timeout > 0 ? timeout : DEFAULT_TIMEOUT) * 1000,
+        maxAge: (seconds > 0 ? seconds : DEFAULT_TIMEOUT) * 1000,
         autoUpdate: false, // ThinkJS 2 slides the expiry in flush, and never re-sends the cookie
         gcInterval: 0, // ThinkJS 2's gc timer calls gc()
       });
@@ -152,14 +154,9 @@ class RedisAdapter extends thinkjs2Adapter(RedisSession, (o) => {
     db: redis.db,
     format: 'thinkjs2',
     maxBytes: o.maxBytes,
+    timeout: Number(redis.timeout) > 0 ? Number(redis.timeout) : o.timeout,
   };
-}) {
-  constructor(conf = {}) {
-    super(conf);
-    const timeout = Number(parsed(think.config('redis')).timeout);
-    if (timeout > 0) this.maxAge = timeout * 1000;
-  }
-}
+}) {}
 
 /**
  * The base of a custom session adapter (ThinkJS 2's "Extend Session"): implement how a

@@ -298,8 +298,8 @@ class RedisSession extends NativeSession {
       masterName: options.masterName ?? options.name,
       prefix: options.prefix ?? options.keyPrefix,
       format: options.format,
-      connectTimeout: options.connectTimeout === undefined ? undefined : toMs(options.connectTimeout, 'connectTimeout'),
-      commandTimeout: options.commandTimeout === undefined ? undefined : toMs(options.commandTimeout, 'commandTimeout'),
+      connectTimeout: toMs(options.connectTimeout, 'connectTimeout'),
+      commandTimeout: toMs(options.commandTimeout, 'commandTimeout'),
       maxBytes: options.maxBytes,
     };
   }
@@ -332,7 +332,6 @@ class DbSession extends NativeSession {
         database = DbSession.embeddedPath();
       }
     }
-    const ms = (name) => (options[name] === undefined ? undefined : toMs(options[name], name));
     return {
       type,
       url: options.url,
@@ -343,8 +342,8 @@ class DbSession extends NativeSession {
       database,
       prefix: options.prefix,
       poolSize: options.poolSize ?? options.connectionLimit,
-      connectTimeout: ms('connectTimeout'),
-      queryTimeout: ms('queryTimeout'),
+      connectTimeout: toMs(options.connectTimeout, 'connectTimeout'),
+      queryTimeout: toMs(options.queryTimeout, 'queryTimeout'),
       createTable: options.createTable,
       maxBytes: options.maxBytes,
     };

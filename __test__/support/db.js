@@ -1,7 +1,7 @@
 'use strict';
-// The machine's MariaDB and PostgreSQL, reached with their command-line clients: each test
-// file makes a database of its own, empty at start. A server that is not running fails
-// the test that needs it, with the command that would start it.
+// The machine's MariaDB and PostgreSQL, and SQLite files, reached with their command-line
+// clients: each test file makes a database of its own, empty at start. A server that is
+// not running fails the test that needs it, with the command that would start it.
 const { execFileSync } = require('child_process');
 
 const START = {
@@ -9,34 +9,40 @@ const START = {
   postgresql: 'pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start',
 };
 
+const CLIENTS = {
+  mysql: (database, sql) => [
+    'mysql',
+    ['-h127.0.0.1', '-P3306', '-uroot', '-N', '-B', '-e', sql, ...(database ? [database] : [])],
+  ],
+  postgresql: (database, sql) => [
+    'psql',
+    [
+      '-h',
+      '127.0.0.1',
+      '-p',
+      '5432',
+      '-U',
+      'root',
+      '-d',
+      database || 'test',
+      '-At',
+      '-v',
+      'ON_ERROR_STOP=1',
+      '-c',
+      sql,
+    ],
+  ],
+  // `database`: the file's path
+  sqlite: (database, sql) => ['sqlite3', ['-separator', '|', database, sql]],
+};
+
 function client(kind, database, sql) {
-  const [cmd, args] =
-    kind === 'mysql'
-      ? ['mysql', ['-h127.0.0.1', '-P3306', '-uroot', '-N', '-B', '-e', sql, ...(database ? [database] : [])]]
-      : [
-          'psql',
-          [
-            '-h',
-            '127.0.0.1',
-            '-p',
-            '5432',
-            '-U',
-            'root',
-            '-d',
-            database || 'test',
-            '-At',
-            '-v',
-            'ON_ERROR_STOP=1',
-            '-c',
-            sql,
-          ],
-        ];
+  const [cmd, args] = CLIENTS[kind](database, sql);
   try {
     return execFileSync(cmd, args, { stdio: 'pipe', encoding: 'utf8' });
   } catch (err) {
-    throw new Error(`${cmd} failed (is the server running? ${START[kind]}): ${err.stderr || err.message}`, {
-      cause: err,
-    });
+    const hint = START[kind] ? ` (is the server running? ${START[kind]})` : '';
+    throw new Error(`${cmd} failed${hint}: ${err.stderr || err.message}`, { cause: err });
   }
 }
 
@@ -49,7 +55,7 @@ function freshDatabase(kind, name) {
   }
 }
 
-/** Runs `sql` in database `name`; the rows as arrays of column texts. */
+/** Runs `sql` in database `name` (SQLite: the file); the rows as arrays of column texts. */
 function query(kind, name, sql) {
   return client(kind, name, sql)
     .split('\n')

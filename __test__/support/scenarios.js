@@ -128,4 +128,10 @@ function runScenarios(store) {
   }
 }
 
-module.exports = { runScenarios };
+/** Forged cookies must leave nothing in a store but entries named by session ids. */
+function assertOnlySessionIds(names, where = 'the store') {
+  assert.ok(names.length > 0, `${where} holds sessions`);
+  for (const name of names) assert.match(name, ID, `unexpected entry ${name} in ${where}`);
+}
+
+module.exports = { runScenarios, assertOnlySessionIds };

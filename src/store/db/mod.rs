@@ -71,7 +71,6 @@ pub struct DbOptions {
 
 pub struct DbStore {
     pool: Pools,
-    backend: Backend,
     /// For error messages: which database a failure is about.
     address: String,
     table: String,
@@ -98,7 +97,8 @@ enum Pools {
 
 /// Runs `$body` with `$conn` bound to a connection of the store's database: the body is
 /// written once and compiled for each backend. It runs a second time, on a new connection,
-/// when the pool lent a reused connection that turned out dead.
+/// when the pool lent a reused connection that turned out dead. A failure becomes the
+/// store's error, naming the database.
 macro_rules! on_connection {
     ($store:expr, |$conn:ident| $body:expr) => {
         match &$store.pool {
@@ -106,6 +106,7 @@ macro_rules! on_connection {
             Pools::Postgres(pool) => on_connection!(@lease pool, $conn, $body),
             Pools::Sqlite(pool) => on_connection!(@lease pool, $conn, $body),
         }
+        .map_err(|e: sqlx::Error| $store.failure(e))
     };
     (@lease $pool:ident, $conn:ident, $body:expr) => {
         async {
@@ -286,7 +287,6 @@ impl DbStore {
         };
         Ok(DbStore {
             pool,
-            backend,
             address,
             table: format!("{}session", options.prefix),
             create_table: options.create_table,
@@ -297,6 +297,14 @@ impl DbStore {
                 NonZeroUsize::new(LAST_SEEN_ENTRIES).expect("not zero"),
             )),
         })
+    }
+
+    fn backend(&self) -> Backend {
+        match self.pool {
+            Pools::MySql(_) => Backend::MySql,
+            Pools::Postgres(_) => Backend::Postgres,
+            Pools::Sqlite(_) => Backend::Sqlite,
+        }
     }
 
     fn failure(&self, cause: impl std::fmt::Display) -> Error {
@@ -327,7 +335,7 @@ impl DbStore {
     async fn read_schema(&self) -> Result<Schema> {
         let mut columns = self.columns().await?;
         if columns.is_empty() && self.create_table {
-            let ddl = sql::create_table(self.backend, &self.table);
+            let ddl = sql::create_table(self.backend(), &self.table);
             let created = on_connection!(self, |conn| sqlx::raw_sql(ddl.clone())
                 .execute(&mut *conn)
                 .await
@@ -336,8 +344,7 @@ impl DbStore {
             // Another process may have created it at the same moment: only a table still
             // missing makes the failure ours.
             if columns.is_empty() {
-                created
-                    .map_err(|e| self.failure(format!("cannot create the session table: {e}")))?;
+                created?;
             }
         }
         if columns.is_empty() {
@@ -383,7 +390,7 @@ impl DbStore {
             .and_then(|bytes| usize::try_from(bytes).ok())
             .filter(|&bytes| bytes > 0);
         Ok(Schema {
-            statements: Statements::new(self.backend, &self.table, max_age.is_some()),
+            statements: Statements::new(self.backend(), &self.table, max_age.is_some()),
             with_max_age: max_age.is_some(),
             max_age_limit,
             max_bytes: data_limit.map_or(self.max_bytes, |limit| limit.min(self.max_bytes)),
@@ -391,7 +398,7 @@ impl DbStore {
     }
 
     async fn columns(&self) -> Result<Vec<(String, String, Option<i64>)>> {
-        let query = sql::columns(self.backend);
+        let query = sql::columns(self.backend());
         let table = &self.table;
         on_connection!(self, |conn| {
             let rows = sqlx::query(query.clone())
@@ -402,7 +409,6 @@ impl DbStore {
                 .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
                 .collect::<sqlx::Result<Vec<_>>>()
         })
-        .map_err(|e| self.failure(e))
     }
 
     fn last_seen(&self) -> std::sync::MutexGuard<'_, LruCache<SessionId, Stored>> {
@@ -422,7 +428,7 @@ impl DbStore {
     }
 
     async fn unique_cookie_indexes(&self) -> Result<i64> {
-        let query = sql::unique_cookie(self.backend);
+        let query = sql::unique_cookie(self.backend());
         let table = &self.table;
         on_connection!(self, |conn| {
             let row = sqlx::query(query.clone())
@@ -431,7 +437,6 @@ impl DbStore {
                 .await?;
             row.try_get(0)
         })
-        .map_err(|e| self.failure(e))
     }
 
     async fn fetch(&self, schema: &Schema, id: &SessionId) -> Result<Option<Stored>> {
@@ -449,8 +454,7 @@ impl DbStore {
                 })
             })
             .transpose()
-        })
-        .map_err(|e| self.failure(e))?;
+        })?;
         self.remember(id, stored.as_ref());
         Ok(stored)
     }
@@ -530,7 +534,7 @@ impl DbStore {
                 }
             }
         });
-        let written = result.map_err(|e| self.failure(e))?;
+        let written = result?;
         if written {
             let row = Stored {
                 data: Some(record.data.clone()),
@@ -631,7 +635,6 @@ impl SessionStore for DbStore {
                     .await?;
                 Ok(done.rows_affected() == 1)
             })
-            .map_err(|e| self.failure(e))
             .inspect(|&touched| {
                 let mut last_seen = self.last_seen();
                 match last_seen.get_mut(id) {
@@ -656,7 +659,6 @@ impl SessionStore for DbStore {
                 .execute(&mut *conn)
                 .await
                 .map(|_| ()))
-            .map_err(|e| self.failure(e))
         })
         .await
     }
@@ -680,7 +682,6 @@ impl SessionStore for DbStore {
                             .await
                             .map(|done| done.rows_affected())
                     })
-                    .map_err(|e| self.failure(e))
                 })
                 .await?;
             removed += batch;
