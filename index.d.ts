@@ -24,6 +24,13 @@ export interface SessionOptions {
   autoUpdate?: boolean;
   /** How often expired records are collected, in ms or '1h'-style. Default one hour. */
   gcInterval?: number | string;
+  /**
+   * Strict mode (default true): an id from a cookie that the store holds no session under is
+   * never adopted; the request gets a fresh id and cookie before anything is written.
+   */
+  strict?: boolean;
+  /** Cookies longer than this are not looked up: a fresh session instead. Default 128. */
+  maxCookieLength?: number;
 }
 
 export interface MemorySessionOptions extends SessionOptions {
@@ -53,9 +60,18 @@ export declare class NativeSession {
   delete(): Promise<void>;
   /** Persists the session and moves its expiry to now + maxAge. */
   update(): Promise<void>;
+  /** Moves the data to a fresh id and sends its cookie; the old id is left with nothing. Resolves with the new id. */
+  regenerate(): Promise<string>;
   /** Removes expired sessions; resolves with how many went. */
   gc(): Promise<number>;
 }
+
+/**
+ * Session regeneration for ThinkJS 3/4: `await regenerate(this.ctx)` in a controller at login
+ * or a change of privilege. The data moves to a fresh id in one store operation, the old id
+ * is left with nothing, and the new cookie is sent. Resolves with the new id.
+ */
+export declare function regenerate(ctx: object): Promise<string>;
 
 /** Sessions in this process's memory, outside the V8 heap. */
 export declare class MemorySession extends NativeSession {
@@ -75,6 +91,8 @@ export declare class MemoryStore {
    */
   apply(id: string, name: string | null, value: string | null, maxAgeMs: number): void;
   destroy(id: string): void;
+  /** Moves the live session of `from` to `to` (regeneration); false when `from` has none. */
+  rename(from: string, to: string): boolean;
   /** Removes expired sessions on a worker thread; resolves with how many went. */
   gc(): Promise<number>;
   /** Sessions held, live or not yet collected. */
@@ -105,6 +123,8 @@ export declare class FileStore {
   /** As MemoryStore.apply, resolved once the file has the change. */
   apply(id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>;
   destroy(id: string): Promise<void>;
+  /** Moves the live session of `from` to `to` (regeneration); false when `from` has none. */
+  rename(from: string, to: string): Promise<boolean>;
   gc(): Promise<number>;
 }
 
@@ -154,6 +174,8 @@ export declare class RedisStore {
   /** As MemoryStore.apply, merged on the server by a script; resolved once Redis has it. */
   apply(id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>;
   destroy(id: string): Promise<void>;
+  /** Moves the live session of `from` to `to` (regeneration); false when `from` has none. */
+  rename(from: string, to: string): Promise<boolean>;
   /** Redis expires sessions by itself: resolves with 0. */
   gc(): Promise<number>;
 }
@@ -204,6 +226,8 @@ export declare class DbStore {
   /** As MemoryStore.apply, merged by compare-and-set; resolved once the row is committed. */
   apply(id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>;
   destroy(id: string): Promise<void>;
+  /** Moves the live session of `from` to `to` (regeneration); false when `from` has none. */
+  rename(from: string, to: string): Promise<boolean>;
   /** Deletes expired rows in batches of 1000; resolves with how many went. */
   gc(): Promise<number>;
 }
@@ -260,6 +284,12 @@ export interface DbStoreOptions {
   maxBytes?: number
 }
 
+/**
+ * Moves the live session of `from` to `to` (regeneration); resolves with false when
+ * `from` has none.
+ */
+export declare function dbStoreRename(slot: number, from: string, to: string): Promise<boolean>
+
 /** As memoryStoreApply, on the session file under the store's lock. */
 export declare function fileStoreApply(slot: number, id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>
 
@@ -292,9 +322,15 @@ export interface FileStoreOptions {
 }
 
 /**
- * A fresh session id from the operating system's secure random source: a uuid v4 (what
- * think-session issues), or with `length`, that many characters of `[A-Za-z0-9_]` (as
- * ThinkJS 2's `cookie.length`; at least 22, 130 bits).
+ * Moves the live session of `from` to `to` (regeneration) with one rename(2);
+ * resolves with false when `from` has none.
+ */
+export declare function fileStoreRename(slot: number, from: string, to: string): Promise<boolean>
+
+/**
+ * A fresh session id from the operating system's secure random source: `length`
+ * characters of `[A-Za-z0-9_]` (as ThinkJS 2's `cookie.length`), 32 when not given (190
+ * bits), never fewer than 22 (130 bits).
  */
 export declare function generateId(length?: number | undefined | null): string
 
@@ -331,6 +367,9 @@ export interface MemoryStoreOptions {
   /** Most bytes of JSON per session; a larger write fails with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
   maxBytes?: number
 }
+
+/** Moves the live session of `from` to `to` (regeneration); false when `from` has none. */
+export declare function memoryStoreRename(slot: number, from: string, to: string): boolean
 
 /** Records held, live or not yet collected. */
 export declare function memoryStoreSize(slot: number): number
@@ -378,6 +417,12 @@ export interface RedisStoreOptions {
   /** Most bytes of JSON per session; a larger write fails with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
   maxBytes?: number
 }
+
+/**
+ * Moves the live session of `from` to `to` (regeneration); resolves with false when
+ * `from` has none.
+ */
+export declare function redisStoreRename(slot: number, from: string, to: string): Promise<boolean>
 
 /**
  * `value` signed with `secret` in ThinkJS 2's cookie format: `value.` followed by the

@@ -32,8 +32,10 @@ it('npm start serves the example with sessions that persist', async () => {
   assert.equal(first.status, 200);
   assert.match(first.body, /id="visits">1</);
   assert.match((await c.request('/')).body, /id="visits">2</);
+  const before = c.session;
   const login = await c.request('/index/login?name=Ann');
   assert.equal(login.status, 302);
+  assert.notEqual(c.session, before, 'a login gives the session a new id');
   const home = await c.request('/');
   assert.match(home.body, /Signed in as <b>Ann<\/b>/);
   assert.match(home.body, /id="visits">3</);

@@ -2,7 +2,7 @@
 // MemorySession at the handle level: the ThinkJS 3/4 contract, errors and bounds.
 const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
-const { MemorySession, MemoryStore, isValidId, generateId } = require('..');
+const { MemorySession, MemoryStore, isValidId, generateId, regenerate } = require('..');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 let seq = 0;
@@ -46,6 +46,68 @@ describe('MemorySession', () => {
     const forged = new MemorySession({ ...opts, cookie: '../forged' }, fakeCtx(), { name: 'sid' });
     await forged.set('user', 'bob');
     assert.deepEqual(await forged.get(), { user: 'bob' });
+  });
+
+  it('strict mode: an id from a cookie the store does not know is replaced before any write', async () => {
+    const opts = options();
+    const ctx = fakeCtx();
+    const s = new MemorySession(opts, ctx, { name: 'sid' });
+    await s.set('user', 'mallory');
+    assert.notEqual(s.id, opts.cookie);
+    assert.deepEqual(
+      ctx.sent.map((c) => [c.name, c.value, c.opts.overwrite]),
+      [['sid', s.id, true]],
+    );
+    assert.deepEqual(await new MemorySession(opts).get(), {}, 'nothing under the chosen id');
+    assert.deepEqual(await new MemorySession({ ...opts, cookie: s.id }).get(), { user: 'mallory' });
+    // a known id is kept, and so is any id with strict: false or without a context (by hand)
+    const known = new MemorySession({ ...opts, cookie: s.id }, fakeCtx(), { name: 'sid' });
+    await known.set('n', 1);
+    assert.equal(known.id, s.id);
+    const lax = new MemorySession({ ...opts, strict: false }, fakeCtx(), { name: 'sid' });
+    await lax.set('user', 'adopted');
+    assert.equal(lax.id, opts.cookie);
+  });
+
+  it('strict mode: a cookie longer than maxCookieLength is not looked up', async () => {
+    const long = 'a'.repeat(60);
+    await new MemorySession(options({ cookie: long })).set('k', 1);
+    const ctx = fakeCtx();
+    const s = new MemorySession(options({ cookie: long, maxCookieLength: 40 }), ctx, { name: 'sid' });
+    assert.notEqual(s.id, long);
+    assert.deepEqual(await s.get(), {});
+    assert.equal(ctx.sent.length, 1);
+  });
+
+  it('think-session-issued ids are replaced by ids of 190 random bits', () => {
+    const ctx = fakeCtx();
+    const s = new MemorySession(options({ cookie: '3b241101-e2bb-4255-8caf-4136c566a962', fresh: true }), ctx, {});
+    assert.match(s.id, /^[A-Za-z0-9_]{32}$/);
+    assert.deepEqual(
+      ctx.sent.map((c) => [c.name, c.value]),
+      [['thinkjs', s.id]],
+    );
+  });
+
+  it('regenerate moves the data to a new id and leaves the old one empty', async () => {
+    const opts = options();
+    await new MemorySession(opts).set('user', 'ann');
+    const ctx = fakeCtx();
+    const s = new MemorySession(opts, ctx, { name: 'sid' });
+    s.set('pending', 1); // not awaited: regenerate lets it land first
+    const id = await s.regenerate();
+    assert.equal(s.id, id);
+    assert.notEqual(id, opts.cookie);
+    assert.deepEqual(ctx.sent.at(-1).value, id);
+    assert.deepEqual(await new MemorySession(opts).get(), {});
+    assert.deepEqual(await new MemorySession({ ...opts, cookie: id }).get(), { user: 'ann', pending: 1 });
+    await s.set('after', true);
+    assert.deepEqual(await new MemorySession({ ...opts, cookie: id }).get(), { user: 'ann', pending: 1, after: true });
+    // regenerate(ctx) finds the handle of the request
+    const again = await regenerate(ctx);
+    assert.equal(s.id, again);
+    assert.deepEqual(await new MemorySession({ ...opts, cookie: id }).get(), {});
+    await assert.rejects(regenerate({}), { code: 'ERR_SESSION_OPTIONS' });
   });
 
   it('a value JSON writes as null removes the key here as in the store', async () => {
@@ -109,6 +171,10 @@ describe('MemorySession', () => {
       return true;
     });
     assert.deepEqual(await new MemorySession(opts).get(), { small: 'x' });
+    // each value fits, the two together do not: the store's exact check
+    await s.set('a', 'a'.repeat(50));
+    await assert.rejects(s.set('b', 'b'.repeat(50)), /over the limit of 100 bytes/);
+    assert.deepEqual(Object.keys(await new MemorySession(opts).get()), ['small', 'a']);
   });
 
   it('rejects bad options with ERR_SESSION_OPTIONS', () => {
@@ -173,7 +239,11 @@ describe('MemorySession', () => {
     await sleep(100);
     const ctx = fakeCtx();
     await new MemorySession(opts, ctx, { name: 'sid' }).update();
-    assert.equal(ctx.sent.length, 1);
+    assert.ok(ctx.sent.length >= 1);
+    assert.ok(
+      ctx.sent.every((c) => c.name === 'sid' && c.value === opts.cookie),
+      'the same id, never a new one',
+    );
     await sleep(100);
     assert.equal(await new MemorySession(opts).get('k'), 'v');
   });

@@ -9,6 +9,7 @@ const path = require('path');
 const { runScenarios, assertOnlySessionIds: onlyIds } = require('./support/scenarios');
 const { startServer } = require('./support/redis');
 const { freshDatabase, query } = require('./support/db');
+const { sign } = require('..');
 
 const DATABASE = 'tsn_thinkjs2_scenarios';
 let redis;
@@ -76,6 +77,7 @@ for (const [name, type] of Object.entries(types)) {
       thinkjs: ['2.2.25'],
       env,
       signed: Boolean(secret),
+      sign: secret ? (id, key = 'new-secret') => sign(id, key) : undefined,
       readsSlide: true,
       afterForged: type.afterForged,
     });

@@ -14,6 +14,7 @@ import {
   sign,
   unsign,
   isValidId,
+  regenerate,
 } from '..';
 
 const session: typeof NativeSession = MemorySession;
@@ -28,12 +29,14 @@ export async function use(ctx: object): Promise<number> {
   await handle.set('user', { name: 'ann' });
   const user: unknown = await handle.get('user');
   await handle.update();
+  const renamed: string = await regenerate(ctx);
+  const moved: boolean = new MemoryStore().rename(renamed, generateId());
   await handle.delete();
   const store = new MemoryStore({ maxEntries: 10 });
   store.apply(handle.id, 'a', '1', 1000);
   store.apply(handle.id, null, null, 1000);
   const text: string | null = store.load(handle.id, 0.5);
-  return (user && text && isValidId(handle.id) ? 1 : 0) + (await handle.gc()) + store.size;
+  return (user && text && moved && isValidId(handle.id) ? 1 : 0) + (await handle.gc()) + store.size;
 }
 
 export function codeOf(err: SessionError): string {
@@ -69,7 +72,7 @@ export async function useDb(): Promise<number> {
 }
 
 // ThinkJS 2: a custom adapter on the package's base class.
-import { SessionAdapter, type SessionRecord } from '../lib/thinkjs2.js';
+import { SessionAdapter, regenerate as regenerate2, type SessionRecord } from '../lib/thinkjs2.js';
 
 const records = new Map<string, SessionRecord>();
 export class MapAdapter extends SessionAdapter {
@@ -83,3 +86,5 @@ export class MapAdapter extends SessionAdapter {
 }
 export const signed: string = sign(generateId(32), 'secret');
 export const unsigned: string | null = unsign(signed, ['new', 'secret']);
+export const login2 = async (http: object): Promise<string> => regenerate2(http);
+export const strict = { handle: MemorySession, strict: false, maxCookieLength: 64 };

@@ -1,6 +1,6 @@
 'use strict';
 const native = require('../index.js');
-const { NativeSession, MemorySession, FileSession, RedisSession, DbSession } = require('./thinkjs3.js');
+const { NativeSession, MemorySession, FileSession, RedisSession, DbSession, regenerate } = require('./thinkjs3.js');
 const { MemoryStore, FileStore, RedisStore, DbStore } = require('./stores.js');
 
 // The native functions (typed in index.d.ts) and the ThinkJS glue.
@@ -11,6 +11,7 @@ module.exports = {
   FileSession,
   RedisSession,
   DbSession,
+  regenerate,
   MemoryStore,
   FileStore,
   RedisStore,

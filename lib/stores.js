@@ -8,6 +8,7 @@ function nativeStore(kind) {
   const load = native[`${kind}StoreLoad`];
   const apply = native[`${kind}StoreApply`];
   const destroy = native[`${kind}StoreDestroy`];
+  const rename = native[`${kind}StoreRename`];
   const gc = native[`${kind}StoreGc`];
   return class {
     constructor(options) {
@@ -29,6 +30,11 @@ function nativeStore(kind) {
 
     destroy(id) {
       return destroy(this.slot, id);
+    }
+
+    /** Moves the live session of `from` to `to` (regeneration); false when `from` has none. */
+    rename(from, to) {
+      return rename(this.slot, from, to);
     }
 
     gc() {

@@ -21,6 +21,8 @@ interface ThinkJs2SessionAdapter {
   flush(): Promise<void>;
   /** Removes expired sessions; resolves with how many went. */
   gc(now?: number): Promise<number>;
+  /** Moves the session to a fresh id and signed cookie, leaving the old id with nothing; resolves with the new id. */
+  regenerate(): Promise<string>;
 }
 
 export declare class MemoryAdapter implements ThinkJs2SessionAdapter {
@@ -30,6 +32,7 @@ export declare class MemoryAdapter implements ThinkJs2SessionAdapter {
   delete(name?: string): Promise<void>;
   flush(): Promise<void>;
   gc(now?: number): Promise<number>;
+  regenerate(): Promise<string>;
 }
 export declare class FileAdapter extends MemoryAdapter {}
 export declare class DbAdapter extends MemoryAdapter {}
@@ -54,4 +57,12 @@ export declare class SessionAdapter implements ThinkJs2SessionAdapter {
   delete(name?: string): Promise<void>;
   flush(): Promise<void>;
   gc(now?: number): Promise<number>;
+  /** Saves the record under a fresh id, then removes the old one; override when the store can move it in one step. */
+  regenerate(): Promise<string>;
 }
+
+/**
+ * Session regeneration for ThinkJS 2: `await regenerate(this.http)` in a controller at login
+ * or a change of privilege. Resolves with the new id.
+ */
+export declare function regenerate(http: object): Promise<string>;

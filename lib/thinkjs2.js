@@ -50,6 +50,9 @@ function thinkjs2Adapter(Handle, storeOptions) {
         ...store,
         cookie: options.cookie,
         fresh: Boolean(options.newCookie),
+        strict: options.strict,
+        setCookie: options.setCookie,
+        idLength: options.idLength,
         maxAge: (seconds > 0 ? seconds : DEFAULT_TIMEOUT) * 1000,
         autoUpdate: false, // ThinkJS 2 slides the expiry in flush, and never re-sends the cookie
         gcInterval: 0, // ThinkJS 2's gc timer calls gc()
@@ -61,6 +64,15 @@ function thinkjs2Adapter(Handle, storeOptions) {
         gcRegistered.add(this.gcType);
         think.gc(this);
       }
+    }
+
+    issueId() {
+      return native.generateId(this.options.idLength);
+    }
+
+    // ThinkJS 2 has no context to send a cookie on: think.session below hands the setter.
+    sendCookie() {
+      if (typeof this.options.setCookie === 'function') this.options.setCookie(this.id);
     }
 
     // The data as the store has it, a JSON text per key: flush compares the data with it.
@@ -78,6 +90,13 @@ function thinkjs2Adapter(Handle, storeOptions) {
         const text = JSON.stringify(value);
         if (text === 'null') delete this.stored[name];
         else this.stored[name] = text;
+      });
+    }
+
+    regenerate() {
+      return super.regenerate().then((id) => {
+        if (this.fresh) this.stored = {};
+        return id;
       });
     }
 
@@ -173,6 +192,8 @@ class SessionAdapter {
     this.cookie = options.cookie;
     this.newCookie = Boolean(options.newCookie);
     this.timeout = Number(options.timeout ?? DEFAULT_TIMEOUT);
+    this.strict = options.strict !== false;
+    this.trusted = this.newCookie; // issued here, or found in the store
     this.data = undefined;
     this.written = false;
     this.gcType = `session_native_custom_${this.constructor.name}`;
@@ -202,24 +223,58 @@ class SessionAdapter {
     return Promise.resolve(0);
   }
 
+  // The live record, or null. In strict mode an id the store does not know is replaced by
+  // a fresh one (and cookie) before anything is written under it.
   async live() {
-    const record = await this.load(this.cookie);
-    return record && record.expire > Date.now() && record.data ? record : null;
+    const loaded = await this.load(this.cookie);
+    const record = loaded && loaded.expire > Date.now() && loaded.data ? loaded : null;
+    if (record) this.trusted = true;
+    else if (!this.trusted && this.strict) this.renew();
+    return record;
   }
 
-  // One write at a time per session in this process, each on a fresh load.
-  change(update) {
+  renew() {
+    this.cookie = native.generateId(this.options.idLength);
+    this.newCookie = true;
+    this.trusted = true;
+    if (typeof this.options.setCookie === 'function') this.options.setCookie(this.cookie);
+  }
+
+  // One change at a time per session in this process, each on a fresh load.
+  queued(work) {
     const key = `${this.constructor.name}:${this.cookie}`;
-    const run = (queues.get(key) || Promise.resolve()).then(async () => {
+    const run = (queues.get(key) || Promise.resolve()).then(work);
+    const tail = run.catch(() => undefined);
+    queues.set(key, tail);
+    tail.then(() => queues.get(key) === tail && queues.delete(key));
+    return run;
+  }
+
+  change(update) {
+    return this.queued(async () => {
       const record = (await this.live()) || { data: {}, expire: 0 };
       const data = update(record.data);
       await this.save(this.cookie, data ? { data, expire: Date.now() + this.timeout * 1000 } : null);
       this.data = data || {};
     });
-    const tail = run.catch(() => undefined);
-    queues.set(key, tail);
-    tail.then(() => queues.get(key) === tail && queues.delete(key));
-    return run;
+  }
+
+  /**
+   * Moves the session to a fresh id (and cookie): saved under the new id, then removed
+   * under the old. An adapter whose store can do it in one step overrides this.
+   */
+  regenerate() {
+    return this.queued(async () => {
+      const record = this.newCookie ? null : await this.live();
+      const from = this.cookie;
+      this.renew();
+      if (record) {
+        await this.save(this.cookie, record);
+        await this.save(from, null);
+      }
+      this.data = record ? record.data : {};
+      return this.cookie;
+    });
   }
 
   async get(name) {
@@ -270,27 +325,60 @@ if (String(think.config('session').type || 'memory').toLowerCase() === 'memory' 
   think.log("in cluster mode, session can't use memory for storage, convert to File", 'SESSION');
 }
 
+// The longest signed cookie looked at: a 128-character id and its signature fit.
+const MAX_COOKIE_LENGTH = 256;
+
 think.session = function session(http) {
   if (http._session) return http._session;
   const config = think.config('session');
   const name = config.name || 'thinkjs';
   const secrets = [].concat(config.secret || []).filter(Boolean);
+  const cookieOptions = config.cookie || {};
+  const idLength = cookieOptions.length || 32;
+  const setCookie = (value) => {
+    http.cookie(name, secrets.length ? native.sign(value, secrets[0]) : value, cookieOptions);
+    http._cookie[name] = value;
+  };
   const received = http.cookie(name);
-  let id = received && (secrets.length ? native.unsign(received, secrets) : received);
+  const readable = typeof received === 'string' && received.length <= (config.maxCookieLength ?? MAX_COOKIE_LENGTH);
+  let id = readable && !secrets.length ? received : null;
+  let resign = false; // signed with an older secret of the list: signed anew with the first
+  if (readable && secrets.length) {
+    id = native.unsign(received, secrets[0]);
+    if (!id && secrets.length > 1) resign = Boolean((id = native.unsign(received, secrets.slice(1))));
+  }
   let fresh = false;
   if (!id || !native.isValidId(id)) {
-    const cookie = config.cookie || {};
-    id = native.generateId(cookie.length || 32);
-    http.cookie(name, secrets.length ? native.sign(id, secrets[0]) : id, cookie);
+    id = native.generateId(idLength);
+    setCookie(id);
     fresh = true;
-  }
+  } else if (resign) setCookie(id);
   http._cookie[name] = id;
   let type = String(config.type || 'memory').toLowerCase();
   if (type === 'memory' && clustered()) type = 'file';
-  const conf = { ...parsed(config, type), cookie: id, newCookie: fresh, [PARSED]: true };
+  const conf = { ...parsed(config, type), cookie: id, newCookie: fresh, setCookie, idLength, [PARSED]: true };
   const Adapter = ADAPTERS[type] || think.adapter('session', type);
   http._session = new Adapter(conf);
   return http._session;
 };
 
-module.exports = { MemoryAdapter, FileAdapter, DbAdapter, RedisAdapter, SessionAdapter };
+/**
+ * Gives the session of this request a fresh id and cookie (`await regenerate(this.http)` in a
+ * controller, at login or a change of privilege), keeping its data; the old id is left with
+ * nothing. Resolves with the new id.
+ */
+async function regenerate(http) {
+  if (!http || typeof http.cookie !== 'function') {
+    throw sessionError('ERR_SESSION_OPTIONS', 'regenerate(http) takes the request: `regenerate(this.http)`');
+  }
+  const session = think.session(http);
+  if (typeof session.regenerate !== 'function') {
+    throw sessionError(
+      'ERR_SESSION_OPTIONS',
+      `session adapter ${session.constructor.name} cannot regenerate: extend SessionAdapter from think-session-native/thinkjs2`,
+    );
+  }
+  return session.regenerate();
+}
+
+module.exports = { MemoryAdapter, FileAdapter, DbAdapter, RedisAdapter, SessionAdapter, regenerate };

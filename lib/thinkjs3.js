@@ -7,6 +7,12 @@ const path = require('path');
 const { MemoryStore, FileStore, RedisStore, DbStore } = require('./stores.js');
 
 const DAY = 24 * 3600 * 1000;
+// The longest id taken from a cookie: longer ones are not looked up (the id validator's limit).
+const MAX_COOKIE_LENGTH = 128;
+// Every store's default `maxBytes`.
+const DEFAULT_MAX_BYTES = 1024 * 1024;
+// Where a request's handle is kept on its context, for regenerate(ctx).
+const HANDLE = Symbol('think-session-native handle');
 const HOUR = 3600 * 1000;
 
 function sessionError(code, message, cause) {
@@ -71,13 +77,20 @@ class NativeSession {
     this.cookieOptions = cookieOptions;
     this.maxAge = toMs(options.maxAge, 'maxAge', DAY);
     this.store = this.constructor.storeFor(options);
+    // Strict mode is about ids from cookies: a handle made by hand (no context to send a
+    // cookie on) keeps the id it is given.
+    this.strict = options.strict !== false && Boolean(ctx || options.setCookie);
     this.fresh = Boolean(options.fresh);
+    this.trusted = this.fresh; // the id was issued here, or the store has a session under it
     this.id = options.cookie;
     this.data = this.fresh ? {} : undefined; // loaded lazily, on the first get; a fresh id has none
     this.changes = undefined; // this request's writes made while a load was in flight
     this.loading = undefined;
     this.tail = undefined; // the last store call still in flight: the next one waits for it
-    if (typeof this.id !== 'string') this.renew();
+    if (ctx && typeof ctx === 'object') ctx[HANDLE] = this;
+    const maxLength = options.maxCookieLength ?? MAX_COOKIE_LENGTH;
+    // think-session's own fresh ids are uuid v4 (122 random bits): ours carry 190.
+    if (typeof this.id !== 'string' || this.id.length > maxLength || (this.fresh && ctx)) this.renew();
   }
 
   // A handle class names the options that choose its store (`storeOptionNames`) and makes
@@ -99,8 +112,9 @@ class NativeSession {
   // G5: the store refuses an id outside the shape of the ids ThinkJS issues; the request
   // then gets a fresh session and cookie instead of reaching the store with the cookie.
   renew() {
-    this.id = native.generateId();
+    this.id = this.issueId();
     this.fresh = true;
+    this.trusted = true;
     if (!this.loading) this.data = {};
     this.sendCookie();
   }
@@ -148,10 +162,25 @@ class NativeSession {
     return method === 'load' ? null : this.store[method](this.id, a, b, c);
   }
 
+  issueId() {
+    return native.generateId();
+  }
+
+  // `overwrite` drops a Set-Cookie of the same name sent earlier in this response (the id
+  // think-session issued, or the one this handle replaced).
   sendCookie() {
     if (!this.ctx || typeof this.ctx.cookie !== 'function') return;
-    const options = { ...this.cookieOptions, maxAge: this.maxAge };
+    const options = { ...this.cookieOptions, maxAge: this.maxAge, overwrite: true };
     this.ctx.cookie(options.name || 'thinkjs', this.id, options);
+  }
+
+  // Strict mode: nothing is written under an id the client chose. An id the store has no
+  // session under is replaced by a fresh one (on the load, see receive) before any write.
+  trust() {
+    if (this.trusted || !this.strict) return undefined;
+    if (this.data === undefined) return this.load();
+    this.renew(); // cleared before it was known: nothing to keep
+    return undefined;
   }
 
   // Loads the data once per request; returns a promise only while a store read is in flight.
@@ -175,6 +204,8 @@ class NativeSession {
   // The store answers with the data's JSON text, starting with a space when the read also
   // refreshed the expiry (autoUpdate, as think-session-file does it): the cookie follows.
   receive(text) {
+    if (text === null && !this.trusted && this.strict) this.renew();
+    else if (text !== null) this.trusted = true;
     const data = text === null ? {} : JSON.parse(text);
     if (this.changes) {
       for (const [name, value] of this.changes) {
@@ -210,6 +241,17 @@ class NativeSession {
         `session value "${name}" is ${typeof value}, which JSON cannot hold; use null to remove a key`,
       );
     }
+    // A value longer than the limit cannot fit whatever else the session holds: refused
+    // before it is copied to the store (which checks the merged record exactly).
+    const limit = this.options.maxBytes ?? DEFAULT_MAX_BYTES;
+    if (text.length > limit) {
+      throw sessionError(
+        'ERR_SESSION_TOO_LARGE',
+        `session value "${name}" is ${text.length} characters of JSON, over the limit of ${limit} bytes (raise \`maxBytes\` or store less); nothing was written`,
+      );
+    }
+    const known = this.trust();
+    if (known) await known;
     const pending = this.callStore('apply', name, text, this.maxAge);
     if (pending) await pending;
     const local = text === 'null' ? null : value; // NaN, Infinity and the like store as null: removed
@@ -230,14 +272,57 @@ class NativeSession {
   }
 
   async update() {
+    const known = this.trust();
+    if (known) await known;
     const pending = this.callStore('apply', null, null, this.maxAge);
     if (pending) await pending;
     this.sendCookie();
   }
 
+  // Session regeneration (at login or any change of privilege): the data moves to a fresh
+  // id in one store operation, the old id is left with nothing, and the cookie follows.
+  // Writes this handle started before go first.
+  async regenerate() {
+    if (this.tail) await this.tail;
+    if (this.loading) await this.loading.catch(() => undefined);
+    const to = this.issueId();
+    // The store moves only a live session, so an id it does not know moves nothing.
+    const moved = this.fresh ? false : this.callStore('rename', to);
+    const kept = isPromise(moved) ? await moved : moved;
+    this.id = to;
+    this.fresh = !kept;
+    this.trusted = true;
+    if (!kept) {
+      this.data = {};
+      this.changes = undefined;
+    }
+    this.sendCookie();
+    return to;
+  }
+
   gc() {
     return Promise.resolve(this.store.gc());
   }
+}
+
+/**
+ * Gives the session of this request a fresh id (ThinkJS 3/4: `await regenerate(this.ctx)`
+ * in a controller, at login or a change of privilege), keeping its data; the old id is left
+ * with nothing. Resolves with the new id.
+ */
+async function regenerate(ctx) {
+  if (!ctx || typeof ctx !== 'object') {
+    throw sessionError('ERR_SESSION_OPTIONS', 'regenerate(ctx) takes the request context: `regenerate(this.ctx)`');
+  }
+  if (!ctx[HANDLE] && typeof ctx.session === 'function') await ctx.session();
+  const handle = ctx[HANDLE];
+  if (!handle) {
+    throw sessionError(
+      'ERR_SESSION_OPTIONS',
+      "regenerate(ctx) needs the session handled by think-session-native: set `handle` in the session adapter config to one of this package's handles",
+    );
+  }
+  return handle.regenerate();
 }
 
 class MemorySession extends NativeSession {
@@ -358,4 +443,4 @@ class DbSession extends NativeSession {
   }
 }
 
-module.exports = { NativeSession, MemorySession, FileSession, RedisSession, DbSession, sessionError };
+module.exports = { NativeSession, MemorySession, FileSession, RedisSession, DbSession, regenerate, sessionError };

@@ -24,6 +24,13 @@ export interface SessionOptions {
   autoUpdate?: boolean;
   /** How often expired records are collected, in ms or '1h'-style. Default one hour. */
   gcInterval?: number | string;
+  /**
+   * Strict mode (default true): an id from a cookie that the store holds no session under is
+   * never adopted; the request gets a fresh id and cookie before anything is written.
+   */
+  strict?: boolean;
+  /** Cookies longer than this are not looked up: a fresh session instead. Default 128. */
+  maxCookieLength?: number;
 }
 
 export interface MemorySessionOptions extends SessionOptions {
@@ -53,9 +60,18 @@ export declare class NativeSession {
   delete(): Promise<void>;
   /** Persists the session and moves its expiry to now + maxAge. */
   update(): Promise<void>;
+  /** Moves the data to a fresh id and sends its cookie; the old id is left with nothing. Resolves with the new id. */
+  regenerate(): Promise<string>;
   /** Removes expired sessions; resolves with how many went. */
   gc(): Promise<number>;
 }
+
+/**
+ * Session regeneration for ThinkJS 3/4: `await regenerate(this.ctx)` in a controller at login
+ * or a change of privilege. The data moves to a fresh id in one store operation, the old id
+ * is left with nothing, and the new cookie is sent. Resolves with the new id.
+ */
+export declare function regenerate(ctx: object): Promise<string>;
 
 /** Sessions in this process's memory, outside the V8 heap. */
 export declare class MemorySession extends NativeSession {
@@ -75,6 +91,8 @@ export declare class MemoryStore {
    */
   apply(id: string, name: string | null, value: string | null, maxAgeMs: number): void;
   destroy(id: string): void;
+  /** Moves the live session of `from` to `to` (regeneration); false when `from` has none. */
+  rename(from: string, to: string): boolean;
   /** Removes expired sessions on a worker thread; resolves with how many went. */
   gc(): Promise<number>;
   /** Sessions held, live or not yet collected. */
@@ -105,6 +123,8 @@ export declare class FileStore {
   /** As MemoryStore.apply, resolved once the file has the change. */
   apply(id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>;
   destroy(id: string): Promise<void>;
+  /** Moves the live session of `from` to `to` (regeneration); false when `from` has none. */
+  rename(from: string, to: string): Promise<boolean>;
   gc(): Promise<number>;
 }
 
@@ -154,6 +174,8 @@ export declare class RedisStore {
   /** As MemoryStore.apply, merged on the server by a script; resolved once Redis has it. */
   apply(id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>;
   destroy(id: string): Promise<void>;
+  /** Moves the live session of `from` to `to` (regeneration); false when `from` has none. */
+  rename(from: string, to: string): Promise<boolean>;
   /** Redis expires sessions by itself: resolves with 0. */
   gc(): Promise<number>;
 }
@@ -204,6 +226,8 @@ export declare class DbStore {
   /** As MemoryStore.apply, merged by compare-and-set; resolved once the row is committed. */
   apply(id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>;
   destroy(id: string): Promise<void>;
+  /** Moves the live session of `from` to `to` (regeneration); false when `from` has none. */
+  rename(from: string, to: string): Promise<boolean>;
   /** Deletes expired rows in batches of 1000; resolves with how many went. */
   gc(): Promise<number>;
 }

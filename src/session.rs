@@ -179,9 +179,18 @@ impl Patch {
             members.retain(|(key, _)| !self.remove.iter().any(|r| r == key));
         }
         for (key, value) in &self.set {
-            match members.iter_mut().find(|(k, _)| k == key) {
-                Some(slot) => slot.1 = value,
-                None => members.push((Cow::Borrowed(key), value)),
+            // A key the stored text holds twice (never written so by us or JSON.stringify)
+            // keeps its first place and this value once: JSON.parse would read the last.
+            let mut found = false;
+            members.retain_mut(|(k, v)| {
+                if k != key {
+                    return true;
+                }
+                *v = value;
+                !std::mem::replace(&mut found, true)
+            });
+            if !found {
+                members.push((Cow::Borrowed(key), value));
             }
         }
         let mut out = String::with_capacity(
@@ -337,6 +346,14 @@ mod tests {
             rec.data, r#"{"a":5,"b":2,"z":0}"#,
             "updated keys keep their place"
         );
+    }
+
+    #[test]
+    fn a_key_stored_twice_is_written_once_with_the_new_value() {
+        let rec = Patch::of(&[("a", "9")], 1_000)
+            .apply_to(Some(&record(r#"{"a":1,"b":2,"a":3}"#)), 0, 1024)
+            .unwrap();
+        assert_eq!(rec.data, r#"{"a":9,"b":2}"#);
     }
 
     #[test]

@@ -60,6 +60,12 @@ const controller = `module.exports = class extends think.Controller {
     await this.session(null);
     this.body = { ok: true };
   }
+  async regenerateAction() {
+    const before = { ...(await this.session()) };
+    const id = await require('think-session-native').regenerate(this.ctx);
+    await this.session('regenerated', true);
+    this.body = { before, id };
+  }
 };
 `;
 
@@ -146,6 +152,12 @@ const controller2 = `module.exports = class extends think.controller.base {
   async clearAction() {
     await this.session();
     return this.json({ ok: true });
+  }
+  async regenerateAction() {
+    const before = { ...(await think.session(this.http).get()) };
+    const id = await require('think-session-native/thinkjs2').regenerate(this.http);
+    await this.session('regenerated', true);
+    return this.json({ before, id });
   }
 };
 `;

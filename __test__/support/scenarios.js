@@ -22,6 +22,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  * @param {boolean} [store.readsSlide] a request that reads the session gives it a new lifetime
  * @param {number} [store.workers] worker processes of the app
  * @param {(dir: string) => void} [store.afterForged] store-specific check that forged cookies touched nothing (dir: the app)
+ * @param {(id: string, secret?: string) => string} [store.sign] signs an id as the app does
+ *   (`secret` defaults to the app's first); given for signed stores
  */
 function runScenarios(store) {
   for (const thinkjs of store.thinkjs || ['4.0.0', '3.2.15']) {
@@ -124,6 +126,80 @@ function runScenarios(store) {
         assert.deepEqual((await victim.request('/index/all')).body, { owner: 'victim' });
         if (store.afterForged) store.afterForged(dir);
       });
+
+      // Strict mode: an id the store does not know (here one of a valid shape, correctly
+      // signed where the app signs) is replaced, and nothing is ever stored under it.
+      it('a client-chosen id is never adopted', async () => {
+        const chosen = `chosen_by_the_client_${process.pid}_${Date.now()}`;
+        const cookie = store.sign ? encodeURIComponent(store.sign(chosen)) : chosen;
+        for (const path of ['/index/counter', '/index/set?key=user&value=mallory', '/index/all']) {
+          const c = client();
+          const res = await c.request(path, { rawCookie: `thinkjs=${cookie}` });
+          assert.equal(res.status, 200, path);
+          assert.ok(c.session && c.session !== cookie, `${path}: a fresh cookie replaces the chosen one`);
+          assert.ok(!cookieOf(c).startsWith(chosen), path);
+          assert.match(cookieOf(c), cookieShape);
+        }
+        const again = client();
+        assert.deepEqual((await again.request('/index/all', { rawCookie: `thinkjs=${cookie}` })).body, {});
+        assert.ok(!cookieOf(again).startsWith(chosen), 'still nothing stored under the chosen id');
+      });
+
+      it('regeneration moves the data to a new id and leaves the old one dead', async () => {
+        const c = client();
+        await c.request('/index/set?key=user&value=ann');
+        const old = c.session;
+        const res = await c.request('/index/regenerate');
+        assert.equal(res.status, 200);
+        assert.deepEqual(res.body.before, { user: 'ann' });
+        assert.notEqual(c.session, old, 'a new cookie');
+        assert.match(cookieOf(c), cookieShape);
+        assert.ok(cookieOf(c).startsWith(res.body.id), 'the cookie carries the id regenerate() returned');
+        assert.deepEqual((await c.request('/index/all')).body, { user: 'ann', regenerated: true });
+        const attacker = client();
+        const stale = await attacker.request('/index/all', { rawCookie: `thinkjs=${old}` });
+        assert.deepEqual(stale.body, {}, 'the old id reads nothing');
+        assert.notEqual(attacker.session, old, 'and is not kept');
+        assert.deepEqual((await c.request('/index/counter')).body, { n: 1 }, 'the new id keeps working');
+        const fresh = client();
+        const first = await fresh.request('/index/regenerate');
+        assert.deepEqual(first.body.before, {});
+        assert.deepEqual((await fresh.request('/index/all')).body, { regenerated: true });
+      });
+
+      if (store.sign) {
+        it('signatures: rotation keeps listed secrets, anything else gets a fresh session', async () => {
+          const c = client();
+          await c.request('/index/set?key=user&value=ann');
+          const id = cookieOf(c).split('.')[0];
+          const withSignature = async (cookie) => {
+            const other = client();
+            const res = await other.request('/index/all', { rawCookie: `thinkjs=${encodeURIComponent(cookie)}` });
+            return { body: res.body, cookie: other.session && decodeURIComponent(other.session) };
+          };
+          // an older secret still in the list: the session, and a cookie signed with the first
+          assert.deepEqual(await withSignature(store.sign(id, 'old-secret')), {
+            body: { user: 'ann' },
+            cookie: store.sign(id),
+          });
+          assert.deepEqual(await withSignature(store.sign(id)), { body: { user: 'ann' }, cookie: undefined });
+          const signed = store.sign(id);
+          const forgeries = [
+            store.sign(id, 'retired-secret'),
+            signed.slice(0, -1),
+            signed.slice(0, -10),
+            `${id}.`,
+            id,
+            signed.slice(0, -1) + (signed.endsWith('A') ? 'B' : 'A'),
+            `${id}x.${signed.split('.')[1]}`,
+          ];
+          for (const forged of forgeries) {
+            const { body, cookie } = await withSignature(forged);
+            assert.deepEqual(body, {}, forged);
+            assert.ok(cookie && !cookie.startsWith(`${id}.`), `${forged}: a fresh session`);
+          }
+        });
+      }
     });
   }
 }

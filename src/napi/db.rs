@@ -124,6 +124,16 @@ pub fn db_store_destroy(env: Env, slot: u32, id: IdArg) -> Result<JsPromise> {
     calls::destroy(&env, STORES.get(slot)?, id)
 }
 
+/// Moves the live session of `from` to `to` (regeneration); resolves with false when
+/// `from` has none.
+#[napi(
+    ts_args_type = "slot: number, from: string, to: string",
+    ts_return_type = "Promise<boolean>"
+)]
+pub fn db_store_rename(env: Env, slot: u32, from: IdArg, to: IdArg) -> Result<JsPromise> {
+    calls::rename(&env, STORES.get(slot)?, from, to)
+}
+
 /// Deletes expired rows in batches of 1000; resolves with how many went.
 #[napi(ts_return_type = "Promise<number>")]
 pub fn db_store_gc(env: Env, slot: u32) -> Result<JsPromise> {

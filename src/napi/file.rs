@@ -91,6 +91,20 @@ pub fn file_store_destroy(slot: u32, id: IdArg) -> Result<AsyncTask<Blocking<()>
     Ok(blocking(move || store.destroy_blocking(&id)))
 }
 
+/// Moves the live session of `from` to `to` (regeneration) with one rename(2);
+/// resolves with false when `from` has none.
+#[napi(
+    ts_args_type = "slot: number, from: string, to: string",
+    ts_return_type = "Promise<boolean>"
+)]
+pub fn file_store_rename(slot: u32, from: IdArg, to: IdArg) -> Result<AsyncTask<Blocking<bool>>> {
+    let store = STORES.get(slot)?;
+    let (from, to) = (from.0?, to.0?);
+    Ok(blocking(move || {
+        store.rename_blocking(&from, &to, now_ms())
+    }))
+}
+
 /// Removes expired and unreadable session files on a worker thread; resolves with how many went.
 #[napi(ts_return_type = "Promise<number>")]
 pub fn file_store_gc(slot: u32) -> Result<AsyncTask<Blocking<u32>>> {

@@ -393,6 +393,16 @@ pub mod calls {
         spawn(env, async move { store.destroy(&id).await })
     }
 
+    pub fn rename<S: SessionStore>(
+        env: &Env,
+        store: &'static S,
+        from: IdArg,
+        to: IdArg,
+    ) -> Result<JsPromise> {
+        let (from, to) = (from.0?, to.0?);
+        spawn(env, async move { store.rename(&from, &to, now_ms()).await })
+    }
+
     pub fn gc<S: SessionStore>(env: &Env, store: &'static S) -> Result<JsPromise> {
         spawn(env, async move { Ok(store.gc(now_ms()).await? as f64) })
     }

@@ -76,6 +76,13 @@ pub fn memory_store_destroy(slot: u32, id: IdArg) -> Result<()> {
     Ok(())
 }
 
+/// Moves the live session of `from` to `to` (regeneration); false when `from` has none.
+#[napi(ts_args_type = "slot: number, from: string, to: string")]
+pub fn memory_store_rename(slot: u32, from: IdArg, to: IdArg) -> Result<bool> {
+    let (from, to) = (from.0?, to.0?);
+    Ok(STORES.get(slot)?.rename_now(&from, &to, now_ms()))
+}
+
 /// Records held, live or not yet collected.
 #[napi]
 pub fn memory_store_size(slot: u32) -> Result<u32> {

@@ -13,10 +13,12 @@ use crate::session::Patch;
 use crate::store::Format;
 
 mod args;
+#[cfg(feature = "db")]
 mod db;
 mod file;
 mod io;
 mod memory;
+#[cfg(feature = "redis")]
 mod redis;
 
 use args::{IdArg, TextArg};
@@ -163,9 +165,9 @@ pub fn is_valid_id(id: IdArg) -> bool {
     id.0.is_ok()
 }
 
-/// A fresh session id from the operating system's secure random source: a uuid v4 (what
-/// think-session issues), or with `length`, that many characters of `[A-Za-z0-9_]` (as
-/// ThinkJS 2's `cookie.length`; at least 22, 130 bits).
+/// A fresh session id from the operating system's secure random source: `length`
+/// characters of `[A-Za-z0-9_]` (as ThinkJS 2's `cookie.length`), 32 when not given (190
+/// bits), never fewer than 22 (130 bits).
 #[napi]
 pub fn generate_id(length: Option<f64>) -> Result<String> {
     let id = match length {

@@ -149,6 +149,16 @@ pub fn redis_store_destroy(env: Env, slot: u32, id: IdArg) -> Result<JsPromise> 
     calls::destroy(&env, STORES.get(slot)?, id)
 }
 
+/// Moves the live session of `from` to `to` (regeneration); resolves with false when
+/// `from` has none.
+#[napi(
+    ts_args_type = "slot: number, from: string, to: string",
+    ts_return_type = "Promise<boolean>"
+)]
+pub fn redis_store_rename(env: Env, slot: u32, from: IdArg, to: IdArg) -> Result<JsPromise> {
+    calls::rename(&env, STORES.get(slot)?, from, to)
+}
+
 /// Redis expires sessions by itself; resolves with 0.
 #[napi(ts_return_type = "Promise<number>")]
 pub fn redis_store_gc(env: Env, slot: u32) -> Result<JsPromise> {

@@ -64,6 +64,25 @@ pub async fn check(store: &dyn SessionStore) {
     );
     assert!(!store.touch(&id("never"), 5_000, now).await.unwrap());
 
+    // rename moves the record whole, expiry included, and leaves the old id with none
+    let c = id("c");
+    store.destroy(&c).await.unwrap();
+    assert!(store.rename(&b, &c, now + 501).await.unwrap());
+    assert!(store.load(&b, now + 502).await.unwrap().is_none());
+    let moved = store.load(&c, now + 502).await.unwrap().unwrap();
+    assert_eq!(moved.expires_at_ms, now + 5_500);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&moved.data).unwrap(),
+        serde_json::json!({"new": true})
+    );
+    assert!(!store.rename(&b, &id("d"), now + 502).await.unwrap());
+    assert!(store.load(&id("d"), now + 502).await.unwrap().is_none());
+    store
+        .apply_patch(&b, &Patch::of(&[("b", "1")], 1_000), now + 502)
+        .await
+        .unwrap();
+    store.destroy(&c).await.unwrap();
+
     // destroy, twice
     store.destroy(&b).await.unwrap();
     store.destroy(&b).await.unwrap();

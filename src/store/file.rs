@@ -43,6 +43,45 @@ pub enum Layout {
     ThinkJs2 { depth: usize },
 }
 
+impl Layout {
+    /// The record in a session file's bytes; none when they are not one (corrupt or foreign).
+    pub fn decode(&self, bytes: &[u8]) -> Option<Record> {
+        #[derive(Deserialize)]
+        struct ThinkJs2File<'a> {
+            #[serde(borrow)]
+            data: &'a RawValue,
+            expire: f64,
+            timeout: Option<f64>,
+        }
+        let text = std::str::from_utf8(bytes).ok()?;
+        if *self == Layout::ThinkJs3 {
+            return Record::from_thinkjs3(text);
+        }
+        let file: ThinkJs2File = serde_json::from_str(text).ok()?;
+        file.data.get().starts_with('{').then(|| Record {
+            data: file.data.get().to_owned(),
+            expires_at_ms: file.expire as i64,
+            max_age_ms: (file.timeout.unwrap_or(0.0) * 1000.0) as i64,
+        })
+    }
+
+    /// The file's text for `record`.
+    pub fn encode(&self, record: &Record) -> String {
+        match self {
+            Layout::ThinkJs3 => format!(
+                "{{\"expires\":{},\"maxAge\":{},\"data\":{}}}",
+                record.expires_at_ms, record.max_age_ms, record.data
+            ),
+            Layout::ThinkJs2 { .. } => format!(
+                "{{\"data\":{},\"expire\":{},\"timeout\":{}}}",
+                record.data,
+                record.expires_at_ms,
+                record.max_age_ms.saturating_add(999) / 1000
+            ),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct FileOptions {
     pub root: PathBuf,
@@ -122,11 +161,13 @@ impl FileStore {
     /// gc removes it.
     fn read_locked(&self, path: &Path) -> Result<Option<Record>> {
         if let Some(bytes) = self.read_bytes(path)? {
-            return Ok(self.decode(&bytes));
+            return Ok(self.layout.decode(&bytes));
         }
         let aside = aside_path(path);
         match fs::rename(&aside, path) {
-            Ok(()) => Ok(self.read_bytes(path)?.and_then(|bytes| self.decode(&bytes))),
+            Ok(()) => Ok(self
+                .read_bytes(path)?
+                .and_then(|bytes| self.layout.decode(&bytes))),
             Err(err) if err.kind() == ErrorKind::NotFound => Ok(None),
             Err(err) => Err(self.io_error(&aside, err)),
         }
@@ -137,48 +178,13 @@ impl FileStore {
     /// killed writer takes the exclusive one to be put back.
     fn read(&self, path: &Path) -> Result<Option<Record>> {
         if let Some(bytes) = self.read_bytes(path)? {
-            return Ok(self.decode(&bytes));
+            return Ok(self.layout.decode(&bytes));
         }
         let again = self.locked_shared(|| self.read_bytes(path))?;
         match again {
-            Some(bytes) => Ok(self.decode(&bytes)),
+            Some(bytes) => Ok(self.layout.decode(&bytes)),
             None if aside_path(path).exists() => self.locked(|_| self.read_locked(path)),
             None => Ok(None),
-        }
-    }
-
-    fn decode(&self, bytes: &[u8]) -> Option<Record> {
-        #[derive(Deserialize)]
-        struct ThinkJs2File<'a> {
-            #[serde(borrow)]
-            data: &'a RawValue,
-            expire: f64,
-            timeout: Option<f64>,
-        }
-        let text = std::str::from_utf8(bytes).ok()?;
-        if self.layout == Layout::ThinkJs3 {
-            return Record::from_thinkjs3(text);
-        }
-        let file: ThinkJs2File = serde_json::from_str(text).ok()?;
-        file.data.get().starts_with('{').then(|| Record {
-            data: file.data.get().to_owned(),
-            expires_at_ms: file.expire as i64,
-            max_age_ms: (file.timeout.unwrap_or(0.0) * 1000.0) as i64,
-        })
-    }
-
-    fn encode(&self, record: &Record) -> String {
-        match self.layout {
-            Layout::ThinkJs3 => format!(
-                "{{\"expires\":{},\"maxAge\":{},\"data\":{}}}",
-                record.expires_at_ms, record.max_age_ms, record.data
-            ),
-            Layout::ThinkJs2 { .. } => format!(
-                "{{\"data\":{},\"expire\":{},\"timeout\":{}}}",
-                record.data,
-                record.expires_at_ms,
-                (record.max_age_ms + 999) / 1000
-            ),
         }
     }
 
@@ -201,7 +207,8 @@ impl FileStore {
             }
             created => created,
         };
-        let filled = created.and_then(|mut file| file.write_all(self.encode(record).as_bytes()));
+        let filled =
+            created.and_then(|mut file| file.write_all(self.layout.encode(record).as_bytes()));
         if let Err(err) = filled {
             let _ = fs::remove_file(&temp);
             return Err(self.io_error(&temp, err));
@@ -346,6 +353,20 @@ impl FileStore {
         })
     }
 
+    /// One rename(2) under the lock: readers see the file under one name or the other.
+    pub fn rename_blocking(&self, from: &SessionId, to: &SessionId, now_ms: i64) -> Result<bool> {
+        let (source, target) = (self.path_of(from), self.path_of(to));
+        self.with_live_locked(&source, now_ms, |current, _| {
+            if current.is_none() {
+                return Ok(false);
+            }
+            let dir = target.parent().unwrap_or(&self.root);
+            fs::create_dir_all(dir).map_err(|e| self.io_error(dir, e))?;
+            fs::rename(&source, &target).map_err(|e| self.io_error(&source, e))?;
+            Ok(true)
+        })
+    }
+
     /// Removes expired and unreadable session files and the temporary files of writers
     /// that died; files whose names are not the store's are never touched. Candidates are
     /// found without the lock and removed under it in small batches, each checked again,
@@ -424,7 +445,10 @@ impl FileStore {
     /// Expired, or not a session at all; a file that cannot be read now is left alone.
     fn is_dead(&self, path: &Path, now_ms: i64) -> bool {
         match fs::read(path) {
-            Ok(bytes) => self.decode(&bytes).is_none_or(|r| !r.is_live(now_ms)),
+            Ok(bytes) => self
+                .layout
+                .decode(&bytes)
+                .is_none_or(|r| !r.is_live(now_ms)),
             Err(_) => false,
         }
     }
@@ -462,6 +486,10 @@ impl SessionStore for FileStore {
 
     async fn destroy(&self, id: &SessionId) -> Result<()> {
         self.destroy_blocking(id)
+    }
+
+    async fn rename(&self, from: &SessionId, to: &SessionId, now_ms: i64) -> Result<bool> {
+        self.rename_blocking(from, to, now_ms)
     }
 
     async fn gc(&self, now_ms: i64) -> Result<u64> {

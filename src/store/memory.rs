@@ -67,12 +67,16 @@ impl MemoryStore {
         })
     }
 
-    fn shard(&self, id: &SessionId) -> MutexGuard<'_, LruCache<SessionId, Record>> {
-        let index = if self.shards.len() == 1 {
+    fn shard_index(&self, id: &SessionId) -> usize {
+        if self.shards.len() == 1 {
             0
         } else {
             self.shard_hasher.hash_one(id) as usize % self.shards.len()
-        };
+        }
+    }
+
+    fn shard(&self, id: &SessionId) -> MutexGuard<'_, LruCache<SessionId, Record>> {
+        let index = self.shard_index(id);
         // A panic while holding the lock cannot leave a record half-written (records are
         // replaced whole), so a poisoned lock is still safe to use.
         self.shards[index]
@@ -143,6 +147,43 @@ impl MemoryStore {
         self.shard(id).pop(id);
     }
 
+    /// Takes both shards' locks (in a fixed order) so no request sees the record under
+    /// both ids or neither.
+    pub fn rename_now(&self, from: &SessionId, to: &SessionId, now_ms: i64) -> bool {
+        let (a, b) = (self.shard_index(from), self.shard_index(to));
+        let lock = |i: usize| self.shards[i].lock().unwrap_or_else(|p| p.into_inner());
+        let (mut source, mut target) = match a.cmp(&b) {
+            std::cmp::Ordering::Equal => {
+                let mut shard = lock(a);
+                return match shard.pop(from) {
+                    Some(record) if record.is_live(now_ms) => {
+                        shard.put(to.clone(), record);
+                        true
+                    }
+                    _ => false,
+                };
+            }
+            std::cmp::Ordering::Less => {
+                let source = lock(a);
+                (source, lock(b))
+            }
+            std::cmp::Ordering::Greater => {
+                let target = lock(b);
+                (lock(a), target)
+            }
+        };
+        match source.pop(from) {
+            Some(record) if record.is_live(now_ms) => {
+                target.put(to.clone(), record);
+                while target.len() > self.entries_per_shard {
+                    target.pop_lru();
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Locks one shard at a time, so a request waits at most for one slice of the scan.
     pub fn gc_now(&self, now_ms: i64) -> u64 {
         let mut removed = 0;
@@ -190,6 +231,10 @@ impl SessionStore for MemoryStore {
     async fn destroy(&self, id: &SessionId) -> Result<()> {
         self.destroy_now(id);
         Ok(())
+    }
+
+    async fn rename(&self, from: &SessionId, to: &SessionId, now_ms: i64) -> Result<bool> {
+        Ok(self.rename_now(from, to, now_ms))
     }
 
     async fn gc(&self, now_ms: i64) -> Result<u64> {

@@ -7,9 +7,11 @@ use crate::error::Result;
 use crate::id::SessionId;
 use crate::session::{Patch, Record};
 
+#[cfg(feature = "db")]
 pub mod db;
 pub mod file;
 pub mod memory;
+#[cfg(feature = "redis")]
 pub mod redis;
 
 /// Which framework's records a store reads and writes, for stores that keep both.
@@ -35,6 +37,11 @@ pub trait SessionStore: Send + Sync {
 
     /// Removes the record; removing a missing one is not an error.
     async fn destroy(&self, id: &SessionId) -> Result<()>;
+
+    /// Moves the live record of `from` to `to` (an id just issued), leaving none under
+    /// `from`: session regeneration. Other requests find the record under one id or the
+    /// other, never under both or neither; false when `from` has no live record.
+    async fn rename(&self, from: &SessionId, to: &SessionId, now_ms: i64) -> Result<bool>;
 
     /// Removes every record expired at `now_ms` and returns how many went.
     async fn gc(&self, now_ms: i64) -> Result<u64>;

@@ -28,6 +28,26 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 static MERGE: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("redis_merge.lua")));
 
+/// Regeneration on one server: the record moves with its TTL in one step.
+static RENAME: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end \
+         redis.call('RENAME', KEYS[1], KEYS[2]) return 1",
+    )
+});
+
+/// Deletes the key only while it still holds `ARGV[1]`: the last step of a move between
+/// cluster slots, which a concurrent write makes start over instead of being lost.
+static DELETE_IF_SAME: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end \
+         return 0",
+    )
+});
+
+/// A move between cluster slots starts over at most this often before it gives up.
+const RENAME_ATTEMPTS: usize = 8;
+
 /// Where the sessions live.
 #[derive(Debug, Clone)]
 pub enum Target {
@@ -363,6 +383,55 @@ impl SessionStore for RedisStore {
         let key = self.key(id);
         self.run(async |conn| Cmd::del(&key).query_async::<()>(conn).await)
             .await
+    }
+
+    /// On one server (or behind Sentinels) one script moves the key. In a cluster the two
+    /// keys live in different slots, so the record is copied, then the old key deleted only
+    /// if it still holds what was copied (otherwise the copy is made again): a write to
+    /// the old id meanwhile is carried over, never lost. Until the delete, both ids read
+    /// the same data.
+    async fn rename(&self, from: &SessionId, to: &SessionId, _now_ms: i64) -> Result<bool> {
+        let (source, target) = (self.key(from), self.key(to));
+        if !matches!(self.connection, Connection::Cluster(..)) {
+            let moved: i64 = self
+                .run(async |conn| RENAME.key(&source).key(&target).invoke_async(conn).await)
+                .await?;
+            return Ok(moved == 1);
+        }
+        for _ in 0..RENAME_ATTEMPTS {
+            let (text, ttl): (Option<String>, i64) = self
+                .run(async |conn| {
+                    let mut pipe = Pipeline::new();
+                    pipe.get(&source).pttl(&source);
+                    pipe.query_async(conn).await
+                })
+                .await?;
+            let Some(text) = text else {
+                self.destroy(to).await?;
+                return Ok(false);
+            };
+            let mut copy = Cmd::new();
+            copy.arg("SET").arg(&target).arg(&text);
+            if ttl > 0 {
+                copy.arg("PX").arg(ttl);
+            }
+            self.run(async |conn| copy.query_async::<()>(conn).await)
+                .await?;
+            let deleted: i64 = self
+                .run(async |conn| {
+                    DELETE_IF_SAME
+                        .key(&source)
+                        .arg(&text)
+                        .invoke_async(conn)
+                        .await
+                })
+                .await?;
+            if deleted == 1 {
+                return Ok(true);
+            }
+        }
+        Err(self
+            .failure("session regeneration: the old id kept changing while its record was moved"))
     }
 
     /// Redis drops expired keys itself (each is written with PX): nothing to collect.

@@ -1,3 +1,5 @@
+const { regenerate } = require('think-session-native');
+
 const escape = (text) =>
   String(text).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
 
@@ -27,9 +29,14 @@ class Index extends think.Controller {
     );
   }
 
+  // A login gives the session a new id (the visits come along): an id seen or planted before
+  // the login is worth nothing after it.
   async loginAction() {
     const name = String(this.post('name') || this.get('name') || '').trim().slice(0, 40);
-    if (name) await this.session('user', { name, since: new Date().toISOString() });
+    if (name) {
+      await regenerate(this.ctx);
+      await this.session('user', { name, since: new Date().toISOString() });
+    }
     return this.redirect('/');
   }
 

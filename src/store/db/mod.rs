@@ -663,6 +663,25 @@ impl SessionStore for DbStore {
         .await
     }
 
+    /// One UPDATE of the row's cookie: atomic in every backend.
+    async fn rename(&self, from: &SessionId, to: &SessionId, now_ms: i64) -> Result<bool> {
+        self.timed(async {
+            let schema = self.schema().await?;
+            let query = &schema.statements.rename;
+            let row = self.last_seen().pop(from);
+            let renamed = on_connection!(self, |conn| sqlx::query(query.clone())
+                .bind(to.as_str())
+                .bind(from.as_str())
+                .bind(now_ms)
+                .execute(&mut *conn)
+                .await
+                .map(|done| done.rows_affected() == 1))?;
+            self.remember(to, row.as_ref().filter(|_| renamed));
+            Ok(renamed)
+        })
+        .await
+    }
+
     /// Deletes expired rows a batch at a time, each batch a statement of its own under its
     /// own timeout, until a batch comes back short.
     async fn gc(&self, now_ms: i64) -> Result<u64> {

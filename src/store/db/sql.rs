@@ -104,6 +104,8 @@ pub struct Statements {
     pub touch: SqlStr,
     /// Binds cookie.
     pub delete: SqlStr,
+    /// Gives a live row a new cookie; binds the new cookie, the old one, now.
+    pub rename: SqlStr,
     /// Deletes up to `GC_BATCH` expired rows; binds now `gc_now_params` times.
     pub gc: SqlStr,
     pub gc_now_params: usize,
@@ -182,6 +184,14 @@ impl Statements {
             Params::new(backend).next()
         );
 
+        let mut p = Params::new(backend);
+        let rename = format!(
+            "UPDATE {t} SET cookie = {} WHERE cookie = {} AND expire > {}",
+            p.next(),
+            p.next(),
+            p.next()
+        );
+
         // Bounded batches keep each DELETE's locks short. MySQL takes LIMIT on DELETE
         // itself; the others pick the batch in a subquery and check the expiry again.
         let mut p = Params::new(backend);
@@ -217,6 +227,7 @@ impl Statements {
             insert: sql(insert),
             touch: sql(touch),
             delete: sql(delete),
+            rename: sql(rename),
             gc: sql(gc),
             gc_now_params,
         }
