@@ -40,6 +40,19 @@ class JsMapSession {
   async delete() {
     sessions.delete(this.id);
   }
+
+  // What an in-memory JS adapter's gc does (ThinkJS 2's memory adapter, for one): a sweep.
+  async gc() {
+    const now = Date.now();
+    let removed = 0;
+    for (const [id, record] of sessions) {
+      if (record.expires <= now) {
+        sessions.delete(id);
+        removed++;
+      }
+    }
+    return removed;
+  }
 }
 
 module.exports = { JsMapSession, sessions };

@@ -1,14 +1,16 @@
 'use strict';
 // `npm run bench`: builds the release addon, then measures every variant side by side in
 // one run and prints ratios. Options (env): BENCH_SECONDS (per HTTP round, default 5),
-// BENCH_ROUNDS (default 5), BENCH_SESSIONS (memory footprint, default 1000000),
-// BENCH_GC_FILES (default 100000), BENCH_ONLY=memory,file,redis,db to run some groups,
+// BENCH_ROUNDS (default 5), BENCH_SESSIONS (scale: live sessions per store, default 1000000; 0 skips),
+// BENCH_GC_FILES (default 100000), BENCH_SOAK_SECONDS (per store, default 60; 0 skips),
+// BENCH_ONLY=memory,file,redis,db to run some groups,
 // BENCH_SKIP_BUILD=1 to reuse the current binary.
 const fs = require('fs');
 const path = require('path');
 const net = require('net');
 const { spawn, spawnSync, execFileSync } = require('child_process');
 const { load } = require('./load');
+const { ratioChart } = require('./chart');
 
 const root = path.join(__dirname, '..');
 const SECONDS = Number(process.env.BENCH_SECONDS || 5);
@@ -274,6 +276,94 @@ async function httpLevel() {
   return summary;
 }
 
+// Soak: each native store at a steady request rate for BENCH_SOAK_SECONDS (default 60), a
+// fixed set of returning clients, the app's RSS and open file descriptors sampled each
+// second. After the first quarter (warm-up) they must stay flat.
+const SOAK_SECONDS = Number(process.env.BENCH_SOAK_SECONDS ?? 60);
+const SOAK_RATE = 400; // requests per second
+const SOAK_CLIENTS = 500;
+
+function appResources(pid) {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)[1]);
+  return { rss: rssKb * 1024, fds: fs.readdirSync(`/proc/${pid}/fd`).length };
+}
+
+async function steadyLoad(app, seconds) {
+  const http = require('http');
+  const url = new URL(app.url);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+  const jars = Array.from({ length: SOAK_CLIENTS }, () => ({}));
+  let [sent, errors, next] = [0, 0, 0];
+  const requestOnce = (jar) =>
+    new Promise((resolve) => {
+      const headers = jar.cookie ? { cookie: jar.cookie } : {};
+      const req = http.request(
+        { host: url.hostname, port: url.port, path: '/index/counter', headers, agent },
+        (res) => {
+          const set = res.headers['set-cookie'];
+          if (set) jar.cookie = set[0].split(';')[0];
+          if (res.statusCode !== 200) errors++;
+          res.resume();
+          res.on('end', resolve);
+        },
+      );
+      req.on('error', () => {
+        errors++;
+        resolve();
+      });
+      req.end();
+    });
+  const samples = [];
+  const inFlight = new Set();
+  const start = Date.now();
+  const tick = 20; // ms
+  while (Date.now() - start < seconds * 1000) {
+    const due = Math.floor(((Date.now() - start) / 1000) * SOAK_RATE);
+    while (sent < due) {
+      const p = requestOnce(jars[next++ % jars.length]);
+      inFlight.add(p);
+      p.then(() => inFlight.delete(p));
+      sent++;
+    }
+    if (samples.length < Math.floor((Date.now() - start) / 1000)) samples.push(appResources(app.pid));
+    await new Promise((r) => setTimeout(r, tick));
+  }
+  await Promise.all(inFlight);
+  agent.destroy();
+  samples.push(appResources(app.pid));
+  const settled = samples.slice(Math.floor(samples.length / 4));
+  const [first, last] = [settled[0], settled.at(-1)];
+  const maxRss = Math.max(...settled.map((s) => s.rss));
+  return {
+    requests: sent,
+    errors,
+    rssStart: first.rss,
+    rssEnd: last.rss,
+    rssMax: maxRss,
+    fdsStart: first.fds,
+    fdsEnd: last.fds,
+    flat: last.rss <= first.rss * 1.1 + 16 * 2 ** 20 && last.fds <= first.fds + 4,
+  };
+}
+
+async function soak() {
+  const out = {};
+  if (!(SOAK_SECONDS > 0)) return out;
+  for (const key of ['memory', 'file', 'redis', 'dbmysql', 'dbpg', 'dbsqlite']) {
+    const variant = VARIANTS.find((v) => v.key === key);
+    if (!variant) continue;
+    progress(`soak: ${variant.name}, ${SOAK_RATE} req/s for ${SOAK_SECONDS} s, RSS and open files sampled each second`);
+    const app = await bootApp(key);
+    try {
+      out[key] = await steadyLoad(app, SOAK_SECONDS);
+    } finally {
+      app.stop();
+    }
+  }
+  return out;
+}
+
 function gcStalls() {
   const out = {};
   for (const key of ['tsfile', 'file'].filter((k) => VARIANTS.some((v) => v.key === k))) {
@@ -283,18 +373,25 @@ function gcStalls() {
   return out;
 }
 
-function footprint() {
+// Scale: each store and its peer with SESSIONS live sessions (bench/scale.js).
+const SCALE_PAIRS = [
+  ['jsmap', 'memory'],
+  ['tsfile', 'file'],
+  ['tsredis', 'redis'],
+];
+
+function scale() {
   const out = {};
-  if (!VARIANTS.some((v) => v.key === 'memory')) return out;
-  for (const key of ['jsmap', 'memory']) {
-    progress(`memory footprint: ${SESSIONS} sessions in ${key}`);
-    out[key] = node([
-      '--expose-gc',
-      '--max-old-space-size=8192',
-      path.join(__dirname, 'memory.js'),
-      key,
-      String(SESSIONS),
-    ]);
+  if (!(SESSIONS > 0)) return out;
+  for (const key of SCALE_PAIRS.flat().filter((k) => VARIANTS.some((v) => v.key === k))) {
+    progress(`scale: ${VARIANTS.find((v) => v.key === key).name} with ${SESSIONS} sessions (writing them first)`);
+    const result = spawnSync(
+      process.execPath,
+      ['--expose-gc', '--max-old-space-size=8192', path.join(__dirname, 'scale.js'), key, String(SESSIONS)],
+      { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20 },
+    );
+    if (result.status !== 0) throw new Error(`bench/scale.js ${key} failed`);
+    out[key] = JSON.parse(result.stdout);
   }
   return out;
 }
@@ -307,6 +404,45 @@ function table(rows) {
   );
 }
 
+// The machine and the versions a run measured, for RESULTS.md.
+function machine() {
+  const run = (cmd, args) => {
+    try {
+      return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    } catch {
+      return 'not found';
+    }
+  };
+  const version = (pkg) => {
+    try {
+      return JSON.parse(fs.readFileSync(path.join(root, 'node_modules', pkg, 'package.json'), 'utf8')).version;
+    } catch {
+      return 'not installed';
+    }
+  };
+  const cpus = os.cpus();
+  return [
+    [
+      'machine',
+      `${cpus.length} x ${cpus[0] ? cpus[0].model : 'unknown CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.type()} ${os.release()}`,
+    ],
+    ['Node', process.version],
+    ['Rust', run('rustc', ['--version'])],
+    [
+      'Redis',
+      run('redis-server', ['--version'])
+        .replace(/^Redis server /, '')
+        .split(' ')[0],
+    ],
+    ['MariaDB', run('mysql', ['-h127.0.0.1', '-uroot', '-N', '-B', '-e', 'SELECT VERSION()'])],
+    ['PostgreSQL', run('psql', ['-h', '127.0.0.1', '-U', 'root', '-d', 'test', '-At', '-c', 'SHOW server_version'])],
+    ['think-session-native', require('../package.json').version],
+    ...['thinkjs', 'thinkjs2', 'think-session', 'think-session-file', 'think-session-redis', 'think-session-mysql'].map(
+      (pkg) => [pkg === 'thinkjs2' ? 'thinkjs (2.x)' : pkg, version(pkg)],
+    ),
+  ];
+}
+
 (async () => {
   build();
   resetRedis();
@@ -314,22 +450,24 @@ function table(rows) {
   resetThinkjs2Tables();
   const adapter = adapterLevel();
   const http = await httpLevel();
+  const soaked = await soak();
   const stalls = gcStalls();
-  const memory = footprint();
+  const scaled = scale();
   const fmt = (n) => Math.round(n).toLocaleString('en-US');
   const ratio = (a, b) => (Math.max(0, a) / b).toFixed(2) + 'x';
   const mb = (bytes) => (Math.max(0, bytes) / 1048576).toFixed(1) + ' MiB';
 
-  console.log(
-    `\nthink-session-native bench: Node ${process.version}, ${os.cpus().length} cores, medians of ${ROUNDS} rounds` +
-      ` (HTTP ratios: the median of each round's ratio)` +
-      `${pin ? ', app worker pinned to core 0' : ''}; adapter = new handle + get + set + end of request (a deferred` +
-      ` write awaited); HTTP = through a ThinkJS 4 app, 32 keep-alive clients with their own cookies;` +
-      ` ratios against each store's JS peer\n`,
-  );
+  const sections = []; // [title, rows] each, printed and written to RESULTS.md
+  const intro =
+    `Medians of ${ROUNDS} rounds (HTTP ratios: the median of each round's ratio)` +
+    `${pin ? ', app worker pinned to core 0' : ''}. Adapter = new handle + get + set + end of request (a deferred` +
+    ` write awaited); HTTP = through a ThinkJS app (4.0.0, or 2.2.25 for the ThinkJS 2 rows), 32 keep-alive` +
+    ` clients with their own cookies, ${SECONDS} s per round; ratios against each store's JavaScript peer.`;
+  console.log(`\nthink-session-native bench: Node ${process.version}, ${os.cpus().length} cores. ${intro}\n`);
   if (ADAPTER_RUNS.length) {
-    console.log(
-      table([
+    sections.push([
+      'Adapter level',
+      [
         ['variant', 'in flight', 'adapter ops/s', 'vs peer'],
         ...ADAPTER_RUNS.map(({ g, v, inflight, key }) => [
           v.name,
@@ -337,13 +475,13 @@ function table(rows) {
           fmt(adapter[key]),
           ratio(adapter[key], adapter[`${g.baseline}@${inflight}`]),
         ]),
-      ]),
-    );
+      ],
+    ]);
   }
   for (const w of WORKLOADS) {
-    console.log(`\nHTTP, ${w.name}:\n`);
-    console.log(
-      table([
+    sections.push([
+      `HTTP, ${w.name}`,
+      [
         ['variant', 'req/s', 'vs peer', 'p99 ms', 'app CPU us/req', 'writes persisted/s', 'vs peer'],
         ...GROUPS.flatMap((g) =>
           g.variants.map((v) => {
@@ -352,13 +490,13 @@ function table(rows) {
             return [v.name, fmt(r.rps), r.ratio.toFixed(2) + 'x', r.p99.toFixed(2), r.cpuUs.toFixed(1), ...persisted];
           }),
         ),
-      ]),
-    );
+      ],
+    ]);
   }
   if (Object.keys(stalls).length) {
-    console.log(`\ngc of ${fmt(GC_FILES)} expired session files:\n`);
-    console.log(
-      table([
+    sections.push([
+      `gc of ${fmt(GC_FILES)} expired session files`,
+      [
         ['variant', 'longest event-loop stall ms', 'seconds', 'expired files left', 'errors'],
         ...Object.entries(stalls).map(([k, r]) => [
           VARIANTS.find((v) => v.key === k).name,
@@ -367,24 +505,95 @@ function table(rows) {
           fmt(r.left),
           r.error || '-',
         ]),
+      ],
+    ]);
+  }
+  if (Object.keys(scaled).length) {
+    const peerOf = Object.fromEntries(
+      SCALE_PAIRS.flatMap(([peer, ours]) => [
+        [ours, peer],
+        [peer, peer],
       ]),
     );
-  }
-  if (Object.keys(memory).length) {
-    console.log(`\n${fmt(SESSIONS)} live sessions, after full GC:\n`);
-    console.log(
-      table([
-        ['variant', 'V8 heap used', 'vs JS Map', 'RSS', 'vs JS Map'],
-        ...['jsmap', 'memory'].map((k) => [
-          VARIANTS.find((v) => v.key === k).name,
-          mb(memory[k].heapUsed),
-          ratio(memory[k].heapUsed, memory.jsmap.heapUsed),
-          mb(memory[k].rss),
-          ratio(memory[k].rss, memory.jsmap.rss),
+    sections.push([
+      `Scale: ${fmt(SESSIONS)} live sessions (the app process; file and Redis hold theirs outside it)`,
+      [
+        [
+          'variant',
+          'V8 heap used',
+          'RSS',
+          'us/request at 1,000',
+          `at ${fmt(SESSIONS)}`,
+          'slowdown',
+          'longest V8 GC pause ms',
+          'longest stall during gc ms',
+          'gc s',
+        ],
+        ...Object.entries(scaled).map(([k, r]) => [
+          VARIANTS.find((v) => v.key === k).name +
+            (peerOf[k] === k ? '' : ` (vs ${VARIANTS.find((v) => v.key === peerOf[k]).name.replace(/ \(.*\)$/, '')})`),
+          mb(r.heapUsed),
+          mb(r.rss),
+          r.usSmall.toFixed(1),
+          r.usLarge.toFixed(1),
+          (r.usLarge / r.usSmall).toFixed(2) + 'x',
+          r.longestGcPauseMs.toFixed(1),
+          r.gcStallMs === null ? '-' : r.gcStallMs.toFixed(1),
+          r.gcSeconds === null ? r.gcError : r.gcSeconds.toFixed(1) + (r.gcError ? ` (${r.gcError})` : ''),
         ]),
-      ]),
-    );
+      ],
+    ]);
   }
+  if (Object.keys(soaked).length) {
+    sections.push([
+      `Soak: ${SOAK_RATE} requests/s for ${SOAK_SECONDS} s (after a quarter of it as warm-up)`,
+      [
+        ['variant', 'requests', 'errors', 'RSS start', 'RSS end', 'RSS max', 'open files start', 'end', 'flat'],
+        ...Object.entries(soaked).map(([k, r]) => [
+          VARIANTS.find((v) => v.key === k).name,
+          fmt(r.requests),
+          fmt(r.errors),
+          mb(r.rssStart),
+          mb(r.rssEnd),
+          mb(r.rssMax),
+          r.fdsStart,
+          r.fdsEnd,
+          r.flat ? 'yes' : 'NO',
+        ]),
+      ],
+    ]);
+  }
+  for (const [title, rows] of sections) console.log(`\n${title}:\n\n${table(rows)}`);
+
+  // The chart: every native variant's HTTP ratio, per workload.
+  const chartGroups = GROUPS.flatMap((g) =>
+    g.variants
+      .filter((v) => v.key !== g.baseline && !v.key.endsWith('none'))
+      .map((v) => ({
+        label: `${v.name} vs ${g.variants.find((b) => b.key === g.baseline).name.replace(/ \((peer|baseline)[^)]*\)/, '')}`,
+        bars: WORKLOADS.map((w) => ({ name: w.name, ratio: http[`${w.name}/${v.key}`].ratio })),
+      })),
+  );
+  fs.writeFileSync(
+    path.join(__dirname, 'results.svg'),
+    ratioChart('think-session-native vs the JavaScript session stores', chartGroups),
+  );
+  const only = process.env.BENCH_ONLY ? ` (BENCH_ONLY=${process.env.BENCH_ONLY})` : '';
+  const markdown = [
+    '# Benchmark results',
+    '',
+    `Written by \`npm run bench\`${only} on ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC.`,
+    '',
+    table([['', 'version'], ...machine()]),
+    '',
+    intro,
+    '',
+    '![HTTP ratios](results.svg)',
+    ...sections.flatMap(([title, rows]) => ['', `## ${title}`, '', table(rows)]),
+    '',
+  ].join('\n');
+  fs.writeFileSync(path.join(__dirname, 'RESULTS.md'), markdown);
+  progress('wrote bench/RESULTS.md and bench/results.svg');
   fs.rmSync(process.env.BENCH_DIR, { recursive: true, force: true });
 })().catch((err) => {
   console.error(`[bench] failed: ${err.stack || err}`);

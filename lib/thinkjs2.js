@@ -194,6 +194,8 @@ class SessionAdapter {
     this.timeout = Number(options.timeout ?? DEFAULT_TIMEOUT);
     this.strict = options.strict !== false;
     this.trusted = this.newCookie; // issued here, or found in the store
+    // This request's changes queue here even after regenerate() gives it a new id.
+    this.queueKey = `${this.constructor.name}:${this.cookie}`;
     this.data = undefined;
     this.written = false;
     this.gcType = `session_native_custom_${this.constructor.name}`;
@@ -242,7 +244,7 @@ class SessionAdapter {
 
   // One change at a time per session in this process, each on a fresh load.
   queued(work) {
-    const key = `${this.constructor.name}:${this.cookie}`;
+    const key = this.queueKey;
     const run = (queues.get(key) || Promise.resolve()).then(work);
     const tail = run.catch(() => undefined);
     queues.set(key, tail);
@@ -255,6 +257,7 @@ class SessionAdapter {
       const record = (await this.live()) || { data: {}, expire: 0 };
       const data = update(record.data);
       await this.save(this.cookie, data ? { data, expire: Date.now() + this.timeout * 1000 } : null);
+      this.newCookie = false; // stored (or removed): regenerate() must look
       this.data = data || {};
     });
   }

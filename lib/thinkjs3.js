@@ -254,6 +254,7 @@ class NativeSession {
     if (known) await known;
     const pending = this.callStore('apply', name, text, this.maxAge);
     if (pending) await pending;
+    this.fresh = false; // the store holds a record now: regenerate() must move it
     const local = text === 'null' ? null : value; // NaN, Infinity and the like store as null: removed
     if (this.data) {
       if (local === null) delete this.data[name];
@@ -276,6 +277,7 @@ class NativeSession {
     if (known) await known;
     const pending = this.callStore('apply', null, null, this.maxAge);
     if (pending) await pending;
+    this.fresh = false;
     this.sendCookie();
   }
 

@@ -61,6 +61,7 @@ const controller = `module.exports = class extends think.Controller {
     this.body = { ok: true };
   }
   async regenerateAction() {
+    if (this.get('key')) await this.session(this.get('key'), this.get('value'));
     const before = { ...(await this.session()) };
     const id = await require('think-session-native').regenerate(this.ctx);
     await this.session('regenerated', true);
@@ -154,6 +155,7 @@ const controller2 = `module.exports = class extends think.controller.base {
     return this.json({ ok: true });
   }
   async regenerateAction() {
+    if (this.get('key')) await this.session(this.get('key'), this.get('value'));
     const before = { ...(await think.session(this.http).get()) };
     const id = await require('think-session-native/thinkjs2').regenerate(this.http);
     await this.session('regenerated', true);

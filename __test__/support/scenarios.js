@@ -165,6 +165,10 @@ function runScenarios(store) {
         const first = await fresh.request('/index/regenerate');
         assert.deepEqual(first.body.before, {});
         assert.deepEqual((await fresh.request('/index/all')).body, { regenerated: true });
+        // a first visit that writes, then regenerates in the same request: the write moves too
+        const visitor = client();
+        await visitor.request('/index/regenerate?key=cart&value=1');
+        assert.deepEqual((await visitor.request('/index/all')).body, { cart: '1', regenerated: true });
       });
 
       if (store.sign) {

@@ -363,7 +363,12 @@ impl FileStore {
             let dir = target.parent().unwrap_or(&self.root);
             fs::create_dir_all(dir).map_err(|e| self.io_error(dir, e))?;
             fs::rename(&source, &target).map_err(|e| self.io_error(&source, e))?;
-            Ok(true)
+            // A killed writer's aside file would give the old id its session back.
+            let aside = aside_path(&source);
+            match fs::remove_file(&aside) {
+                Err(err) if err.kind() != ErrorKind::NotFound => Err(self.io_error(&aside, err)),
+                _ => Ok(true),
+            }
         })
     }
 
@@ -661,6 +666,35 @@ mod tests {
             .collect();
         left.sort();
         assert_eq!(left, ["aside-session", "gc-aside-session"]);
+    }
+
+    #[test]
+    fn rename_leaves_nothing_under_the_old_id_in_both_layouts() {
+        for layout in [Layout::ThinkJs3, Layout::ThinkJs2 { depth: 2 }] {
+            let dir = tempfile::tempdir().unwrap();
+            let s = store(dir.path(), layout);
+            let (from, to) = (id("renamed-from"), id("renamed-to"));
+            let patch = Patch::new(60_000).unwrap();
+            s.apply_patch_blocking(&from, &patch, 0).unwrap();
+            s.apply_patch_blocking(&from, &Patch::of(&[("k", "1")], 60_000), 0)
+                .unwrap();
+            // a writer killed after putting its file in place, before removing the old one
+            let old = s.path_of(&from);
+            fs::write(
+                aside_path(&old),
+                layout.encode(&s.load_blocking(&from, 0).unwrap().unwrap()),
+            )
+            .unwrap();
+            assert!(s.rename_blocking(&from, &to, 1).unwrap());
+            assert!(s.load_blocking(&from, 1).unwrap().is_none());
+            assert!(!aside_path(&old).exists(), "{layout:?}");
+            assert_eq!(s.load_blocking(&to, 1).unwrap().unwrap().data, r#"{"k":1}"#);
+            s.gc_blocking(1).unwrap();
+            assert!(
+                s.load_blocking(&from, 1).unwrap().is_none(),
+                "gc brings nothing back"
+            );
+        }
     }
 
     #[test]
