@@ -16,9 +16,9 @@ function ratioChart(title, groups) {
   const names = [...new Set(groups.flatMap((g) => g.bars.map((b) => b.name)))];
   const max = Math.max(2, ...groups.flatMap((g) => g.bars.map((b) => b.ratio)).filter(Number.isFinite));
   const scale = Math.ceil(max);
-  const [left, width, barHeight, gap, top] = [300, 420, 14, 10, 50];
+  const [left, width, barHeight, gap, top, labelHeight] = [120, 560, 14, 10, 44, 18];
   const rows = groups.reduce((n, g) => n + g.bars.length, 0);
-  const height = top + rows * barHeight + groups.length * gap + 60;
+  const height = top + rows * barHeight + groups.length * (gap + labelHeight) + 50;
   const x = (ratio) => left + (Math.max(0, ratio) / scale) * width;
   const out = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${left + width + 80}" height="${height}" font-family="sans-serif" font-size="12">`,
@@ -33,7 +33,8 @@ function ratioChart(title, groups) {
   }
   let y = top;
   for (const group of groups) {
-    out.push(`<text x="10" y="${y + barHeight - 3}" font-weight="bold">${escape(group.label)}</text>`);
+    out.push(`<text x="10" y="${y + labelHeight - 5}" font-weight="bold">${escape(group.label)}</text>`);
+    y += labelHeight;
     for (const bar of group.bars) {
       const color = COLORS[names.indexOf(bar.name) % COLORS.length];
       const ratio = Number.isFinite(bar.ratio) ? bar.ratio : 0;

@@ -390,8 +390,13 @@ function scale() {
       ['--expose-gc', '--max-old-space-size=8192', path.join(__dirname, 'scale.js'), key, String(SESSIONS)],
       { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20 },
     );
-    if (result.status !== 0) throw new Error(`bench/scale.js ${key} failed`);
-    out[key] = JSON.parse(result.stdout);
+    const { sessionPath } = require('./handles').handleFor(key).options || {};
+    if (sessionPath) fs.rmSync(sessionPath, { recursive: true, force: true });
+    // a failure is a row of the table, not the end of a run that took most of an hour
+    out[key] =
+      result.status === 0
+        ? JSON.parse(result.stdout)
+        : { failed: `bench/scale.js ${key} ${SESSIONS} failed (exit ${result.status}); see its output above` };
   }
   return out;
 }
@@ -526,21 +531,29 @@ function machine() {
           `at ${fmt(SESSIONS)}`,
           'slowdown',
           'longest V8 GC pause ms',
+          'full V8 GC ms',
           'longest stall during gc ms',
           'gc s',
         ],
-        ...Object.entries(scaled).map(([k, r]) => [
-          VARIANTS.find((v) => v.key === k).name +
-            (peerOf[k] === k ? '' : ` (vs ${VARIANTS.find((v) => v.key === peerOf[k]).name.replace(/ \(.*\)$/, '')})`),
-          mb(r.heapUsed),
-          mb(r.rss),
-          r.usSmall.toFixed(1),
-          r.usLarge.toFixed(1),
-          (r.usLarge / r.usSmall).toFixed(2) + 'x',
-          r.longestGcPauseMs.toFixed(1),
-          r.gcStallMs === null ? '-' : r.gcStallMs.toFixed(1),
-          r.gcSeconds === null ? r.gcError : r.gcSeconds.toFixed(1) + (r.gcError ? ` (${r.gcError})` : ''),
-        ]),
+        ...Object.entries(scaled).map(([k, r]) =>
+          r.failed
+            ? [VARIANTS.find((v) => v.key === k).name, r.failed, '', '', '', '', '', '', '']
+            : [
+                VARIANTS.find((v) => v.key === k).name +
+                  (peerOf[k] === k
+                    ? ''
+                    : ` (vs ${VARIANTS.find((v) => v.key === peerOf[k]).name.replace(/ \(.*\)$/, '')})`),
+                mb(r.heapUsed),
+                mb(r.rss),
+                r.usSmall.toFixed(1),
+                r.usLarge.toFixed(1),
+                (r.usLarge / r.usSmall).toFixed(2) + 'x',
+                r.longestGcPauseMs.toFixed(1),
+                r.fullGcMs.toFixed(1),
+                r.gcStallMs === null ? '-' : r.gcStallMs.toFixed(1),
+                r.gcSeconds === null ? r.gcError : r.gcSeconds.toFixed(1) + (r.gcError ? ` (${r.gcError})` : ''),
+              ],
+        ),
       ],
     ]);
   }
