@@ -14,8 +14,8 @@ const path = require('path');
 const { execFileSync } = require('child_process');
 const { prepareApp, bootApp } = require('./support/app');
 const { Client } = require('./support/http');
-const { startServer } = require('./support/redis');
-const { startMariaDb, startPostgres, waitUntil } = require('./support/servers');
+const { startServer, waitFor } = require('./support/redis');
+const { startMariaDb, startPostgres } = require('./support/servers');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const CLIENTS = 8;
@@ -102,7 +102,7 @@ async function underLoad({ name, env, workers = 1, inject, heal }) {
     await sleep(3000);
     await heal(app);
     healedAt = Date.now();
-    await waitUntil(() => clients.every((c) => c.okAfterHeal), `${name}: every client writing again`, 30000);
+    await waitFor(() => clients.every((c) => c.okAfterHeal), `${name}: every client writing again`, 30000);
     await sleep(500);
     stop = true;
     await Promise.all(loops);
@@ -134,50 +134,40 @@ function assertSurvived(row, { errors = true } = {}) {
 }
 
 describe('faults under load', () => {
-  it('Redis killed and restarted (append-only file, fsync always)', async () => {
-    const redis = await startServer({ args: ['--appendonly', 'yes', '--appendfsync', 'always'] });
-    try {
-      const row = await underLoad({
-        name: 'Redis killed (SIGKILL) and restarted',
-        env: { TSN_FAULT_STORE: 'redis', TSN_FAULT_PORT: String(redis.port) },
-        inject: () => redis.stop(),
-        heal: () => redis.start(),
-      });
-      assertSurvived(row);
-    } finally {
-      await redis.close();
-    }
-  });
-
-  it('MariaDB killed and restarted', async () => {
-    const mariadb = await startMariaDb();
-    try {
-      const row = await underLoad({
-        name: 'MariaDB killed (SIGKILL) and restarted',
-        env: { TSN_FAULT_STORE: 'db', TSN_FAULT_URL: mariadb.url },
-        inject: () => mariadb.kill(),
-        heal: () => mariadb.start(),
-      });
-      assertSurvived(row);
-    } finally {
-      await mariadb.close();
-    }
-  });
-
-  it('PostgreSQL stopped at once and restarted', async () => {
-    const postgres = await startPostgres();
-    try {
-      const row = await underLoad({
-        name: 'PostgreSQL stopped (immediate) and restarted',
-        env: { TSN_FAULT_STORE: 'db', TSN_FAULT_URL: postgres.url },
-        inject: () => postgres.kill(),
-        heal: () => postgres.start(),
-      });
-      assertSurvived(row);
-    } finally {
-      await postgres.close();
-    }
-  });
+  // A server of the test's own, stopped (each in its own way, named in the title) and started again.
+  const servers = [
+    {
+      name: 'Redis killed (SIGKILL) and restarted',
+      start: () => startServer({ args: ['--appendonly', 'yes', '--appendfsync', 'always'] }),
+      env: (redis) => ({ TSN_FAULT_STORE: 'redis', TSN_FAULT_PORT: String(redis.port) }),
+    },
+    {
+      name: 'MariaDB killed (SIGKILL) and restarted',
+      start: startMariaDb,
+      env: (mariadb) => ({ TSN_FAULT_STORE: 'db', TSN_FAULT_URL: mariadb.url }),
+    },
+    {
+      name: 'PostgreSQL stopped (immediate) and restarted',
+      start: startPostgres,
+      env: (postgres) => ({ TSN_FAULT_STORE: 'db', TSN_FAULT_URL: postgres.url }),
+    },
+  ];
+  for (const { name, start, env } of servers) {
+    it(name, async () => {
+      const server = await start();
+      try {
+        const row = await underLoad({
+          name,
+          env: env(server),
+          inject: () => server.stop(),
+          heal: () => server.start(),
+        });
+        assertSurvived(row);
+      } finally {
+        await server.close();
+      }
+    });
+  }
 
   it('a ThinkJS worker killed with SIGKILL while writing file sessions', async () => {
     const sessionPath = fs.mkdtempSync(path.join(os.tmpdir(), 'tsn-fault-kill-'));

@@ -17,11 +17,12 @@ function cli(port, ...args) {
   }).trim();
 }
 
+/** Resolves once `check` (which may return a promise) is true; fails after `ms`. */
 async function waitFor(check, what, ms = 15000) {
   const deadline = Date.now() + ms;
   for (;;) {
     try {
-      if (check()) return;
+      if (await check()) return;
     } catch {
       // not up yet
     }

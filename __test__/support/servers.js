@@ -11,21 +11,7 @@ const { promisify } = require('util');
 // Asynchronous, so that a test driving load meanwhile is not stalled (its timings would lie).
 const run = promisify(execFile);
 const { freePort } = require('./app');
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function waitUntil(check, what, ms = 30000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {
-      // not up yet
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
+const { waitFor } = require('./redis');
 
 // Folders the servers' own users (mysql, postgres) can write: the servers refuse to run as root.
 function ownedDir(prefix, user) {
@@ -38,7 +24,7 @@ function ownedDir(prefix, user) {
 const runAs = (user, command, args) =>
   process.getuid && process.getuid() === 0 ? ['runuser', ['-u', user, '--', command, ...args]] : [command, args];
 
-/** A MariaDB server of its own (root, no password, database `test`); kill() is SIGKILL. */
+/** A MariaDB server of its own (root, no password, database `test`); stop() is SIGKILL. */
 async function startMariaDb() {
   const port = await freePort();
   const dir = ownedDir('tsn-mariadb-', 'mysql');
@@ -69,9 +55,9 @@ async function startMariaDb() {
         ],
         { stdio: 'ignore' },
       );
-      await waitUntil(async () => (await mysql('SELECT 1')).trim() === '1', `MariaDB on port ${port}`);
+      await waitFor(async () => (await mysql('SELECT 1')).trim() === '1', `MariaDB on port ${port}`);
     },
-    async kill() {
+    async stop() {
       const { child } = server;
       if (!child || child.exitCode !== null) return;
       const exited = new Promise((r) => child.once('exit', r));
@@ -79,7 +65,7 @@ async function startMariaDb() {
       await exited;
     },
     async close() {
-      await server.kill();
+      await server.stop();
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -88,7 +74,7 @@ async function startMariaDb() {
   return server;
 }
 
-/** A PostgreSQL server of its own (user root, trust, database `test`); kill() is an immediate stop. */
+/** A PostgreSQL server of its own (user root, trust, database `test`); stop() is an immediate shutdown. */
 async function startPostgres() {
   const port = await freePort();
   const bin = fs
@@ -115,7 +101,7 @@ async function startPostgres() {
         'start',
       );
     },
-    async kill() {
+    async stop() {
       try {
         await pgCtl('-m', 'immediate', '-w', 'stop');
       } catch {
@@ -123,7 +109,7 @@ async function startPostgres() {
       }
     },
     async close() {
-      await server.kill();
+      await server.stop();
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -138,4 +124,4 @@ async function startPostgres() {
   return server;
 }
 
-module.exports = { startMariaDb, startPostgres, waitUntil };
+module.exports = { startMariaDb, startPostgres };
