@@ -27,7 +27,13 @@ fuzz_target!(|bytes: &[u8]| {
         ),
     ] {
         let Some(record) = decoded else { continue };
-        assert!(members(&record.data).is_some(), "{:?}", record.data);
+        // JSON text of an object (its keys may hold lone surrogates, which JSON.parse takes
+        // and a Rust String cannot: a merge into such data is a store error, tested below)
+        assert!(
+            record.data.starts_with('{') && record.data.ends_with('}'),
+            "{:?}",
+            record.data
+        );
         let again = layout
             .decode(layout.encode(&record).as_bytes())
             .expect("re-encoded record");
