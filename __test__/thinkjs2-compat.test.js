@@ -136,6 +136,36 @@ describe('ThinkJS 2 values changed in place', () => {
   });
 });
 
+describe('ThinkJS 2 writes', () => {
+  // Anything written after the response races the client's next request: a late copy of an
+  // old value undoes a newer one, or brings back a session regenerate() has moved away.
+  it('are made once, before the response, on a first visit and after', async () => {
+    // every write is one merge script run (a failed run: the script was not loaded yet)
+    const merges = () => {
+      const [, calls = 0, failed = 0] =
+        /cmdstat_evalsha:calls=(\d+).*failed_calls=(\d+)/.exec(redis.cli('info', 'commandstats')) || [];
+      return calls - failed;
+    };
+    const app = await boot('redis', true);
+    try {
+      const c = new Client(app.url);
+      for (const [path, writes] of [
+        ['/index/set?key=user&value=ann', 1], // first visit
+        ['/index/set?key=role&value=admin', 1],
+        ['/index/counter', 1],
+        ['/index/all', 1], // a read gives the session a new lifetime
+      ]) {
+        const before = merges();
+        assert.equal((await c.request(path)).status, 200, path);
+        await sleep(100); // ThinkJS 2 flushes after the response
+        assert.equal(merges() - before, writes, path);
+      }
+    } finally {
+      app.stop();
+    }
+  });
+});
+
 describe('ThinkJS 2 memory sessions in cluster mode', () => {
   it('use the file store, say so at start-up, and are shared by the workers', async () => {
     const app = await bootApp(dir, { workers: 2, env: { TSN_TYPE: 'memory', TSN_SECRET: '' } });

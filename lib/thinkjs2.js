@@ -58,7 +58,7 @@ function thinkjs2Adapter(Handle, storeOptions) {
         gcInterval: 0, // ThinkJS 2's gc timer calls gc()
       });
       this.written = false;
-      this.stored = undefined;
+      this.stored = this.data ? {} : undefined; // a fresh session: nothing stored yet
       this.gcType = `session_native_${this.constructor.name}_${this.store.slot}`;
       if (!gcRegistered.has(this.gcType)) {
         gcRegistered.add(this.gcType);
@@ -68,6 +68,11 @@ function thinkjs2Adapter(Handle, storeOptions) {
 
     issueId() {
       return native.generateId(this.options.idLength);
+    }
+
+    renew() {
+      super.renew();
+      if (!this.loading) this.stored = {};
     }
 
     // ThinkJS 2 has no context to send a cookie on: think.session below hands the setter.
