@@ -90,6 +90,8 @@ export declare class MemoryStore {
    * maxAgeMs, creating the session when missing. A null `name` only sets the expiry.
    */
   apply(id: string, name: string | null, value: string | null, maxAgeMs: number): void;
+  /** Moves the expiry of a live session to now + maxAgeMs, creating nothing; false when there is none. */
+  touch(id: string, maxAgeMs: number): boolean;
   destroy(id: string): void;
   /** Moves the live session of `from` to `to` (regeneration); false when `from` has none. */
   rename(from: string, to: string): boolean;
@@ -122,6 +124,8 @@ export declare class FileStore {
   load(id: string, autoUpdateRate: number): Promise<string | null>;
   /** As MemoryStore.apply, resolved once the file has the change. */
   apply(id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>;
+  /** As MemoryStore.touch. */
+  touch(id: string, maxAgeMs: number): Promise<boolean>;
   destroy(id: string): Promise<void>;
   /** Moves the live session of `from` to `to` (regeneration); false when `from` has none. */
   rename(from: string, to: string): Promise<boolean>;
@@ -173,6 +177,8 @@ export declare class RedisStore {
   load(id: string, autoUpdateRate: number): Promise<string | null>;
   /** As MemoryStore.apply, merged on the server by a script; resolved once Redis has it. */
   apply(id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>;
+  /** As MemoryStore.touch. */
+  touch(id: string, maxAgeMs: number): Promise<boolean>;
   destroy(id: string): Promise<void>;
   /** Moves the live session of `from` to `to` (regeneration); false when `from` has none. */
   rename(from: string, to: string): Promise<boolean>;
@@ -225,6 +231,8 @@ export declare class DbStore {
   load(id: string, autoUpdateRate: number): Promise<string | null>;
   /** As MemoryStore.apply, merged by compare-and-set; resolved once the row is committed. */
   apply(id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>;
+  /** As MemoryStore.touch. */
+  touch(id: string, maxAgeMs: number): Promise<boolean>;
   destroy(id: string): Promise<void>;
   /** Moves the live session of `from` to `to` (regeneration); false when `from` has none. */
   rename(from: string, to: string): Promise<boolean>;
@@ -290,6 +298,9 @@ export interface DbStoreOptions {
  */
 export declare function dbStoreRename(slot: number, from: string, to: string): Promise<boolean>
 
+/** As memoryStoreTouch. */
+export declare function dbStoreTouch(slot: number, id: string, maxAgeMs: number): Promise<boolean>
+
 /** As memoryStoreApply, on the session file under the store's lock. */
 export declare function fileStoreApply(slot: number, id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>
 
@@ -326,6 +337,9 @@ export interface FileStoreOptions {
  * resolves with false when `from` has none.
  */
 export declare function fileStoreRename(slot: number, from: string, to: string): Promise<boolean>
+
+/** As memoryStoreTouch, on the session file under the store's lock. */
+export declare function fileStoreTouch(slot: number, id: string, maxAgeMs: number): Promise<boolean>
 
 /**
  * A fresh session id from the operating system's secure random source: `length`
@@ -373,6 +387,12 @@ export declare function memoryStoreRename(slot: number, from: string, to: string
 
 /** Records held, live or not yet collected. */
 export declare function memoryStoreSize(slot: number): number
+
+/**
+ * Moves the expiry of a live session to now + `maxAgeMs`, creating nothing; false when
+ * there is none (a read-only request's refresh must not bring back a moved session).
+ */
+export declare function memoryStoreTouch(slot: number, id: string, maxAgeMs: number): boolean
 
 /** As memoryStoreApply; merged on the Redis server by a script (G2). */
 export declare function redisStoreApply(slot: number, id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>
@@ -423,6 +443,9 @@ export interface RedisStoreOptions {
  * `from` has none.
  */
 export declare function redisStoreRename(slot: number, from: string, to: string): Promise<boolean>
+
+/** As memoryStoreTouch. */
+export declare function redisStoreTouch(slot: number, id: string, maxAgeMs: number): Promise<boolean>
 
 /**
  * `value` signed with `secret` in ThinkJS 2's cookie format: `value.` followed by the

@@ -31,6 +31,22 @@ describe('FileSession and think-session-file', () => {
     assert.deepEqual(await new FileSession({ sessionPath, cookie: id }).get(), { user: value, n: 8 });
   });
 
+  it('writes into a session whose keys hold lone surrogates (JSON.stringify escapes them)', async () => {
+    const sessionPath = tempDir('lone-surrogates');
+    const id = generateId();
+    const peer = new ThinkSessionFile({ sessionPath, cookie: id, maxAge: 3600000 }, peerCtx(), cookieOptions);
+    await peer.set('\ud800', 1);
+    await peer.set('a\udfffb', 2);
+    await peer.flush();
+    const ours = new FileSession({ sessionPath, cookie: id, maxAge: 3600000 });
+    await ours.set('n', 3);
+    const expected = { '\ud800': 1, 'a\udfffb': 2, n: 3 };
+    assert.deepEqual(await new FileSession({ sessionPath, cookie: id }).get(), expected);
+    // a name that is not Unicode is refused, and nothing is written
+    await assert.rejects(ours.set('\udc00', 4), { code: 'ERR_SESSION_VALUE' });
+    assert.deepEqual(await new FileSession({ sessionPath, cookie: id }).get(), expected);
+  });
+
   it('think-session-file reads the sessions FileSession wrote', async () => {
     const sessionPath = tempDir('we-write');
     const id = generateId();

@@ -90,6 +90,7 @@ describe('RedisSession on one server', () => {
     const theirs = options();
     const peer = new ThinkSessionRedis({ ...theirs, host: '127.0.0.1' }, ctx(), { autoUpdateRate: 0.5 });
     await peer.set('user', { name: 'ann', n: 2 ** 53 - 1 });
+    await peer.set('\ud800', 'a key JSON.stringify writes escaped');
     peer.ctx.res.emit('finish');
     await waitFor(() => server.cli('exists', theirs.cookie) === '1', 'the peer to write');
     await sleep(50);
@@ -98,7 +99,11 @@ describe('RedisSession on one server', () => {
     await ours.set('visits', 3);
 
     const back = new ThinkSessionRedis({ ...theirs, host: '127.0.0.1' }, ctx(), { autoUpdateRate: 0.5 });
-    assert.deepEqual(await back.get(), { user: { name: 'ann', n: 2 ** 53 - 1 }, visits: 3 });
+    assert.deepEqual(await back.get(), {
+      user: { name: 'ann', n: 2 ** 53 - 1 },
+      '\ud800': 'a key JSON.stringify writes escaped',
+      visits: 3,
+    });
     // The peer's ioredis clients would keep the process alive and reconnect forever.
     for (const handle of [peer, back]) handle.redis.redis.disconnect();
   });

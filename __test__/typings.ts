@@ -35,8 +35,9 @@ export async function use(ctx: object): Promise<number> {
   const store = new MemoryStore({ maxEntries: 10 });
   store.apply(handle.id, 'a', '1', 1000);
   store.apply(handle.id, null, null, 1000);
+  const touched: boolean = store.touch(handle.id, 1000);
   const text: string | null = store.load(handle.id, 0.5);
-  return (user && text && moved && isValidId(handle.id) ? 1 : 0) + (await handle.gc()) + store.size;
+  return (user && text && moved && touched && isValidId(handle.id) ? 1 : 0) + (await handle.gc()) + store.size;
 }
 
 export function codeOf(err: SessionError): string {

@@ -7,6 +7,7 @@ function nativeStore(kind) {
   const create = native[`${kind}StoreCreate`];
   const load = native[`${kind}StoreLoad`];
   const apply = native[`${kind}StoreApply`];
+  const touch = native[`${kind}StoreTouch`];
   const destroy = native[`${kind}StoreDestroy`];
   const rename = native[`${kind}StoreRename`];
   const gc = native[`${kind}StoreGc`];
@@ -26,6 +27,11 @@ function nativeStore(kind) {
      */
     apply(id, name, value, maxAgeMs) {
       return apply(this.slot, id, name, value, maxAgeMs);
+    }
+
+    /** Moves the expiry of a live session to now + maxAgeMs, creating nothing; false when there is none. */
+    touch(id, maxAgeMs) {
+      return touch(this.slot, id, maxAgeMs);
     }
 
     destroy(id) {

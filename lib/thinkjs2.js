@@ -116,7 +116,8 @@ function thinkjs2Adapter(Handle, storeOptions) {
     // (`(await this.session('cart')).items.push(x)`) and count on the built-in adapters
     // writing the whole data here: keys whose JSON differs from the store's are written
     // (each merged as a set would be). A session the request read and did not change gets a
-    // new lifetime from now, as the built-in adapters give it.
+    // new lifetime from now, as the built-in adapters give it, if it is still there: this
+    // runs after the response, when another request may have moved or cleared it.
     flush() {
       const data = this.data;
       if (!data) return Promise.resolve();
@@ -127,7 +128,7 @@ function thinkjs2Adapter(Handle, storeOptions) {
       if (writes.length) return Promise.all(writes.map(([key, value]) => super.set(key, value))).catch(logError);
       if (this.written || changed.length + Object.keys(stored).length === 0) return Promise.resolve();
       return Promise.resolve()
-        .then(() => this.callStore('apply', null, null, this.maxAge))
+        .then(() => this.callStore('touch', this.maxAge))
         .catch(logError);
     }
   };
@@ -257,9 +258,12 @@ class SessionAdapter {
     return run;
   }
 
-  change(update) {
+  // `refresh`: only a live record gets a new lifetime; none is made.
+  change(update, { refresh = false } = {}) {
     return this.queued(async () => {
-      const record = (await this.live()) || { data: {}, expire: 0 };
+      const live = await this.live();
+      if (!live && refresh) return;
+      const record = live || { data: {}, expire: 0 };
       const data = update(record.data);
       await this.save(this.cookie, data ? { data, expire: Date.now() + this.timeout * 1000 } : null);
       this.newCookie = false; // stored (or removed): regenerate() must look
@@ -316,7 +320,7 @@ class SessionAdapter {
 
   flush() {
     if (this.written || !this.data || Object.keys(this.data).length === 0) return Promise.resolve();
-    return this.change((data) => data).catch(logError);
+    return this.change((data) => data, { refresh: true }).catch(logError);
   }
 }
 const queues = new Map();

@@ -90,6 +90,8 @@ export declare class MemoryStore {
    * maxAgeMs, creating the session when missing. A null `name` only sets the expiry.
    */
   apply(id: string, name: string | null, value: string | null, maxAgeMs: number): void;
+  /** Moves the expiry of a live session to now + maxAgeMs, creating nothing; false when there is none. */
+  touch(id: string, maxAgeMs: number): boolean;
   destroy(id: string): void;
   /** Moves the live session of `from` to `to` (regeneration); false when `from` has none. */
   rename(from: string, to: string): boolean;
@@ -122,6 +124,8 @@ export declare class FileStore {
   load(id: string, autoUpdateRate: number): Promise<string | null>;
   /** As MemoryStore.apply, resolved once the file has the change. */
   apply(id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>;
+  /** As MemoryStore.touch. */
+  touch(id: string, maxAgeMs: number): Promise<boolean>;
   destroy(id: string): Promise<void>;
   /** Moves the live session of `from` to `to` (regeneration); false when `from` has none. */
   rename(from: string, to: string): Promise<boolean>;
@@ -173,6 +177,8 @@ export declare class RedisStore {
   load(id: string, autoUpdateRate: number): Promise<string | null>;
   /** As MemoryStore.apply, merged on the server by a script; resolved once Redis has it. */
   apply(id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>;
+  /** As MemoryStore.touch. */
+  touch(id: string, maxAgeMs: number): Promise<boolean>;
   destroy(id: string): Promise<void>;
   /** Moves the live session of `from` to `to` (regeneration); false when `from` has none. */
   rename(from: string, to: string): Promise<boolean>;
@@ -225,6 +231,8 @@ export declare class DbStore {
   load(id: string, autoUpdateRate: number): Promise<string | null>;
   /** As MemoryStore.apply, merged by compare-and-set; resolved once the row is committed. */
   apply(id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>;
+  /** As MemoryStore.touch. */
+  touch(id: string, maxAgeMs: number): Promise<boolean>;
   destroy(id: string): Promise<void>;
   /** Moves the live session of `from` to `to` (regeneration); false when `from` has none. */
   rename(from: string, to: string): Promise<boolean>;

@@ -5,7 +5,7 @@
 //! float), and a merge only re-parses the top-level object.
 
 use std::borrow::Cow;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
@@ -176,21 +176,21 @@ impl Patch {
             .map_err(|e| Error::store("record", format!("stored data is not a JSON object: {e}")))?
             .0;
         if !self.remove.is_empty() {
-            members.retain(|(key, _)| !self.remove.iter().any(|r| r == key));
+            members.retain(|(key, _)| !self.remove.iter().any(|r| r.as_bytes() == &**key));
         }
         for (key, value) in &self.set {
             // A key the stored text holds twice (never written so by us or JSON.stringify)
             // keeps its first place and this value once: JSON.parse would read the last.
             let mut found = false;
             members.retain_mut(|(k, v)| {
-                if k != key {
+                if **k != *key.as_bytes() {
                     return true;
                 }
                 *v = value;
                 !std::mem::replace(&mut found, true)
             });
             if !found {
-                members.push((Cow::Borrowed(key), value));
+                members.push((Cow::Borrowed(key.as_bytes()), value));
             }
         }
         let mut out = String::with_capacity(
@@ -218,25 +218,57 @@ impl Patch {
 /// `key` as a JSON string, escaped as JSON.stringify escapes it.
 pub fn json_key(key: &str) -> String {
     let mut out = String::with_capacity(key.len() + 2);
-    write_key(&mut out, key);
+    write_key(&mut out, key.as_bytes());
     out
 }
 
 /// Writes `key` as a JSON string. Most keys need no escaping and are copied as they are.
-fn write_key(out: &mut String, key: &str) {
-    if key.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push('"');
-        out.push_str(key);
-        out.push('"');
-    } else {
-        // A str always serialises: escaping cannot fail.
-        out.push_str(&serde_json::to_string(key).unwrap_or_default());
+fn write_key(out: &mut String, key: &[u8]) {
+    out.push('"');
+    if key.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\') {
+        // ASCII controls and the two escaped characters aside, a key is UTF-8 or WTF-8:
+        // its text needs no escaping only when it is UTF-8.
+        if let Ok(key) = std::str::from_utf8(key) {
+            out.push_str(key);
+            out.push('"');
+            return;
+        }
     }
+    let mut rest = key;
+    loop {
+        let (text, after) = match std::str::from_utf8(rest) {
+            Ok(text) => (text, &[][..]),
+            Err(e) => {
+                let (valid, after) = rest.split_at(e.valid_up_to());
+                (std::str::from_utf8(valid).unwrap_or_default(), after)
+            }
+        };
+        // A str always serialises: escaping cannot fail.
+        let quoted = serde_json::to_string(text).unwrap_or_default();
+        out.push_str(&quoted[1..quoted.len() - 1]);
+        match after {
+            [] => break,
+            // A lone surrogate, written as JSON.stringify writes it.
+            [0xED, b1 @ 0xA0..=0xBF, b2 @ 0x80..=0xBF, tail @ ..] => {
+                let unit = 0xD000 | (u32::from(b1 & 0x3F) << 6) | u32::from(b2 & 0x3F);
+                let _ = write!(out, "\\u{unit:04x}");
+                rest = tail;
+            }
+            // Not WTF-8, which serde_json never hands out.
+            [_, tail @ ..] => {
+                out.push(char::REPLACEMENT_CHARACTER);
+                rest = tail;
+            }
+        }
+    }
+    out.push('"');
 }
 
 /// The top-level members of a JSON object text, in order, borrowing from the text
-/// wherever a key needs no unescaping.
-struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+/// wherever a key needs no unescaping. Keys are bytes: UTF-8, or WTF-8 when a key holds
+/// a lone surrogate (JSON.stringify writes one escaped and JSON.parse reads it back, but
+/// a Rust string cannot hold it). Such a key never equals a patch's, and is kept as is.
+struct Members<'a>(Vec<(Cow<'a, [u8]>, &'a RawValue)>);
 
 impl<'a> Members<'a> {
     fn parse(text: &'a str) -> serde_json::Result<Self> {
@@ -267,7 +299,7 @@ impl<'de> Deserialize<'de> for Members<'de> {
     }
 }
 
-struct Key<'a>(Cow<'a, str>);
+struct Key<'a>(Cow<'a, [u8]>);
 
 impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
@@ -277,17 +309,18 @@ impl<'de> Deserialize<'de> for Key<'de> {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a string key")
             }
-            fn visit_borrowed_str<E: de::Error>(
+            fn visit_borrowed_bytes<E: de::Error>(
                 self,
-                v: &'de str,
+                v: &'de [u8],
             ) -> std::result::Result<Self::Value, E> {
                 Ok(Key(Cow::Borrowed(v)))
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Self::Value, E> {
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> std::result::Result<Self::Value, E> {
                 Ok(Key(Cow::Owned(v.to_owned())))
             }
         }
-        deserializer.deserialize_str(KeyVisitor)
+        // serde_json reads a string as bytes without requiring Unicode.
+        deserializer.deserialize_bytes(KeyVisitor)
     }
 }
 
@@ -407,6 +440,16 @@ mod tests {
             .apply_to(Some(&record(r#"{"a":0}"#)), 0, 1024)
             .unwrap();
         assert_eq!(rec.data, r#"{"b":2}"#);
+    }
+
+    #[test]
+    fn keys_holding_lone_surrogates_are_kept_as_json_stringify_wrote_them() {
+        // What JSON.stringify writes for {"\ud800": 1, "a\udfff\"b": 2, "é\u0001": 3}
+        let stored = r#"{"\ud800":1,"a\udfff\"b":2,"é\u0001":3,"c":4}"#;
+        let rec = Patch::of(&[("c", "null"), ("d", "5"), ("é\u{1}", "6")], 1_000)
+            .apply_to(Some(&record(stored)), 0, 1024)
+            .unwrap();
+        assert_eq!(rec.data, r#"{"\ud800":1,"a\udfff\"b":2,"é\u0001":6,"d":5}"#);
     }
 
     #[test]

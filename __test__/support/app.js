@@ -154,6 +154,13 @@ const controller2 = `module.exports = class extends think.controller.base {
     await this.session();
     return this.json({ ok: true });
   }
+  // reads the session, and a second adapter of it clears it, as another request would
+  async clearedelsewhereAction() {
+    await think.session(this.http).get();
+    const conf = think.parseConfig(think.config('session'), { cookie: this.http._cookie.thinkjs });
+    await new (think.session(this.http).constructor)(conf).delete();
+    return this.json({ ok: true });
+  }
   async regenerateAction() {
     if (this.get('key')) await this.session(this.get('key'), this.get('value'));
     const before = { ...(await think.session(this.http).get()) };

@@ -116,6 +116,15 @@ pub fn db_store_apply(
     calls::apply(&env, STORES.get(slot)?, id, name, value, max_age_ms)
 }
 
+/// As memoryStoreTouch.
+#[napi(
+    ts_args_type = "slot: number, id: string, maxAgeMs: number",
+    ts_return_type = "Promise<boolean>"
+)]
+pub fn db_store_touch(env: Env, slot: u32, id: IdArg, max_age_ms: f64) -> Result<JsPromise> {
+    calls::touch(&env, STORES.get(slot)?, id, max_age_ms)
+}
+
 #[napi(
     ts_args_type = "slot: number, id: string",
     ts_return_type = "Promise<void>"

@@ -4,8 +4,8 @@ use napi::bindgen_prelude::AsyncTask;
 use napi_derive::napi;
 
 use super::{
-    blocking, format_option, loaded_string, patch_of, whole_count, Blocking, IdArg, Result, Slots,
-    TextArg,
+    blocking, format_option, loaded_string, patch_of, whole_count, whole_ms, Blocking, IdArg,
+    Result, Slots, TextArg,
 };
 use crate::session::now_ms;
 use crate::store::file::{self, FileOptions, FileStore, Layout};
@@ -78,6 +78,24 @@ pub fn file_store_apply(
     let patch = patch_of(name, value, max_age_ms)?;
     Ok(blocking(move || {
         store.apply_patch_blocking(&id, &patch, now_ms())
+    }))
+}
+
+/// As memoryStoreTouch, on the session file under the store's lock.
+#[napi(
+    ts_args_type = "slot: number, id: string, maxAgeMs: number",
+    ts_return_type = "Promise<boolean>"
+)]
+pub fn file_store_touch(
+    slot: u32,
+    id: IdArg,
+    max_age_ms: f64,
+) -> Result<AsyncTask<Blocking<bool>>> {
+    let store = STORES.get(slot)?;
+    let id = id.0?;
+    let max_age_ms = whole_ms("maxAge", max_age_ms)?;
+    Ok(blocking(move || {
+        store.touch_blocking(&id, max_age_ms, now_ms())
     }))
 }
 

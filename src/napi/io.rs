@@ -356,7 +356,7 @@ pub mod calls {
     use napi::Env;
 
     use super::{spawn, JsPromise};
-    use crate::napi::{loaded_string, patch_of, IdArg, Result, TextArg};
+    use crate::napi::{loaded_string, patch_of, whole_ms, IdArg, Result, TextArg};
     use crate::session::now_ms;
     use crate::store::SessionStore;
 
@@ -386,6 +386,20 @@ pub mod calls {
         spawn(env, async move {
             store.apply_patch(&id, &patch, now_ms()).await
         })
+    }
+
+    pub fn touch<S: SessionStore>(
+        env: &Env,
+        store: &'static S,
+        id: IdArg,
+        max_age_ms: f64,
+    ) -> Result<JsPromise> {
+        let id = id.0?;
+        let max_age_ms = whole_ms("maxAge", max_age_ms)?;
+        spawn(
+            env,
+            async move { store.touch(&id, max_age_ms, now_ms()).await },
+        )
     }
 
     pub fn destroy<S: SessionStore>(env: &Env, store: &'static S, id: IdArg) -> Result<JsPromise> {

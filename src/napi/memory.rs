@@ -3,7 +3,8 @@ use napi::{Env, JsString};
 use napi_derive::napi;
 
 use super::{
-    blocking, js_loaded_text, patch_of, whole_count, Blocking, IdArg, Result, Slots, TextArg,
+    blocking, js_loaded_text, patch_of, whole_count, whole_ms, Blocking, IdArg, Result, Slots,
+    TextArg,
 };
 use crate::session::now_ms;
 use crate::store::memory::{self, MemoryOptions, MemoryStore};
@@ -67,6 +68,15 @@ pub fn memory_store_apply(
     let id = id.0?;
     let patch = patch_of(name, value, max_age_ms)?;
     Ok(STORES.get(slot)?.apply_patch_now(&id, &patch, now_ms())?)
+}
+
+/// Moves the expiry of a live session to now + `maxAgeMs`, creating nothing; false when
+/// there is none (a read-only request's refresh must not bring back a moved session).
+#[napi(ts_args_type = "slot: number, id: string, maxAgeMs: number")]
+pub fn memory_store_touch(slot: u32, id: IdArg, max_age_ms: f64) -> Result<bool> {
+    let id = id.0?;
+    let max_age_ms = whole_ms("maxAge", max_age_ms)?;
+    Ok(STORES.get(slot)?.touch_now(&id, max_age_ms, now_ms())?)
 }
 
 #[napi(ts_args_type = "slot: number, id: string")]
