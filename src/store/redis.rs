@@ -36,11 +36,15 @@ static RENAME: LazyLock<redis::Script> = LazyLock::new(|| {
     )
 });
 
-/// Deletes the key only while it still holds `ARGV[1]`: the last step of a move between
-/// cluster slots, which a concurrent write makes start over instead of being lost.
+/// Deletes the key only while it still holds `ARGV[1]` and its TTL has not grown past
+/// `ARGV[2]` ms: the last step of a move between cluster slots, which a concurrent write
+/// or refresh (ThinkJS 2's records change only their TTL) makes start over instead of
+/// being lost.
 static DELETE_IF_SAME: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end \
+        "if redis.call('GET', KEYS[1]) == ARGV[1] \
+            and redis.call('PTTL', KEYS[1]) <= tonumber(ARGV[2]) then \
+           redis.call('DEL', KEYS[1]) return 1 end \
          return 0",
     )
 });
@@ -387,9 +391,9 @@ impl SessionStore for RedisStore {
 
     /// On one server (or behind Sentinels) one script moves the key. In a cluster the two
     /// keys live in different slots, so the record is copied, then the old key deleted only
-    /// if it still holds what was copied (otherwise the copy is made again): a write to
-    /// the old id meanwhile is carried over, never lost. Until the delete, both ids read
-    /// the same data.
+    /// if it still holds what was copied, with no longer a TTL (otherwise the copy is made
+    /// again): a write or refresh of the old id meanwhile is carried over, never lost.
+    /// Until the delete, both ids read the same data.
     async fn rename(&self, from: &SessionId, to: &SessionId, _now_ms: i64) -> Result<bool> {
         let (source, target) = (self.key(from), self.key(to));
         if !matches!(self.connection, Connection::Cluster(..)) {
@@ -422,6 +426,7 @@ impl SessionStore for RedisStore {
                     DELETE_IF_SAME
                         .key(&source)
                         .arg(&text)
+                        .arg(ttl)
                         .invoke_async(conn)
                         .await
                 })
