@@ -58,7 +58,6 @@ function thinkjs2Adapter(Handle, storeOptions) {
         gcInterval: 0, // ThinkJS 2's gc timer calls gc()
       });
       this.written = false;
-      this.stored = this.data ? {} : undefined; // a fresh session: nothing stored yet
       this.gcType = `session_native_${this.constructor.name}_${this.store.slot}`;
       if (!gcRegistered.has(this.gcType)) {
         gcRegistered.add(this.gcType);
@@ -70,17 +69,13 @@ function thinkjs2Adapter(Handle, storeOptions) {
       return native.generateId(this.options.idLength);
     }
 
-    renew() {
-      super.renew();
-      if (!this.loading) this.stored = {};
-    }
-
     // ThinkJS 2 has no context to send a cookie on: think.session below hands the setter.
     sendCookie() {
       if (typeof this.options.setCookie === 'function') this.options.setCookie(this.id);
     }
 
-    // The data as the store has it, a JSON text per key: flush compares the data with it.
+    // The data as the store has it, a JSON text per key (none yet for a fresh id): flush
+    // compares the data with it.
     receive(text) {
       super.receive(text);
       this.stored = snapshot(this.data);
@@ -95,13 +90,6 @@ function thinkjs2Adapter(Handle, storeOptions) {
         const text = JSON.stringify(value);
         if (text === 'null') delete this.stored[name];
         else this.stored[name] = text;
-      });
-    }
-
-    regenerate() {
-      return super.regenerate().then((id) => {
-        if (this.fresh) this.stored = {};
-        return id;
       });
     }
 

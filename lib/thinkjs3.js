@@ -83,10 +83,11 @@ class NativeSession {
     this.fresh = Boolean(options.fresh);
     this.trusted = this.fresh; // the id was issued here, or the store has a session under it
     this.id = options.cookie;
-    this.data = this.fresh ? {} : undefined; // loaded lazily, on the first get; a fresh id has none
+    this.data = undefined; // loaded lazily, on the first get
     this.changes = undefined; // this request's writes made while a load was in flight
     this.loading = undefined;
     this.tail = undefined; // the last store call still in flight: the next one waits for it
+    if (this.fresh) this.receive(null); // a fresh id has nothing in the store
     if (ctx && typeof ctx === 'object') ctx[HANDLE] = this;
     const maxLength = options.maxCookieLength ?? MAX_COOKIE_LENGTH;
     // think-session's own fresh ids are uuid v4 (122 random bits): ours carry 190.
@@ -115,7 +116,7 @@ class NativeSession {
     this.id = this.issueId();
     this.fresh = true;
     this.trusted = true;
-    if (!this.loading) this.data = {};
+    if (!this.loading) this.receive(null);
     this.sendCookie();
   }
 
@@ -295,8 +296,8 @@ class NativeSession {
     this.fresh = !kept;
     this.trusted = true;
     if (!kept) {
-      this.data = {};
       this.changes = undefined;
+      this.receive(null);
     }
     this.sendCookie();
     return to;

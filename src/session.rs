@@ -206,7 +206,7 @@ impl Patch {
             if i > 0 {
                 out.push(',');
             }
-            write_key(&mut out, key);
+            write_stored_key(&mut out, key);
             out.push(':');
             out.push_str(value.get());
         }
@@ -218,48 +218,50 @@ impl Patch {
 /// `key` as a JSON string, escaped as JSON.stringify escapes it.
 pub fn json_key(key: &str) -> String {
     let mut out = String::with_capacity(key.len() + 2);
-    write_key(&mut out, key.as_bytes());
+    write_key(&mut out, key);
     out
 }
 
 /// Writes `key` as a JSON string. Most keys need no escaping and are copied as they are.
-fn write_key(out: &mut String, key: &[u8]) {
-    out.push('"');
-    if key.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\') {
-        // ASCII controls and the two escaped characters aside, a key is UTF-8 or WTF-8:
-        // its text needs no escaping only when it is UTF-8.
-        if let Ok(key) = std::str::from_utf8(key) {
-            out.push_str(key);
-            out.push('"');
-            return;
-        }
-    }
-    let mut rest = key;
-    loop {
-        let (text, after) = match std::str::from_utf8(rest) {
-            Ok(text) => (text, &[][..]),
-            Err(e) => {
-                let (valid, after) = rest.split_at(e.valid_up_to());
-                (std::str::from_utf8(valid).unwrap_or_default(), after)
-            }
-        };
+fn write_key(out: &mut String, key: &str) {
+    if key.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(key);
+        out.push('"');
+    } else {
         // A str always serialises: escaping cannot fail.
+        out.push_str(&serde_json::to_string(key).unwrap_or_default());
+    }
+}
+
+/// Writes a key read from stored data (see [`Members`]): UTF-8 as [`write_key`] does, WTF-8
+/// with each lone surrogate escaped as JSON.stringify escapes it.
+fn write_stored_key(out: &mut String, key: &[u8]) {
+    if let Ok(key) = std::str::from_utf8(key) {
+        return write_key(out, key);
+    }
+    out.push('"');
+    let mut rest = key;
+    while !rest.is_empty() {
+        let text = match std::str::from_utf8(rest) {
+            Ok(text) => text,
+            Err(e) => std::str::from_utf8(&rest[..e.valid_up_to()]).unwrap_or_default(),
+        };
         let quoted = serde_json::to_string(text).unwrap_or_default();
         out.push_str(&quoted[1..quoted.len() - 1]);
-        match after {
-            [] => break,
-            // A lone surrogate, written as JSON.stringify writes it.
+        rest = match &rest[text.len()..] {
             [0xED, b1 @ 0xA0..=0xBF, b2 @ 0x80..=0xBF, tail @ ..] => {
                 let unit = 0xD000 | (u32::from(b1 & 0x3F) << 6) | u32::from(b2 & 0x3F);
                 let _ = write!(out, "\\u{unit:04x}");
-                rest = tail;
+                tail
             }
             // Not WTF-8, which serde_json never hands out.
             [_, tail @ ..] => {
                 out.push(char::REPLACEMENT_CHARACTER);
-                rest = tail;
+                tail
             }
-        }
+            [] => &[],
+        };
     }
     out.push('"');
 }

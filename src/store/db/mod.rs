@@ -495,49 +495,38 @@ impl DbStore {
         let max_age = record.max_age_ms.min(schema.max_age_limit);
         let statements = &schema.statements;
         let with_max_age = schema.with_max_age;
-        let result = on_connection!(self, |conn| match read {
-            Some(old) => {
-                let mut query = sqlx::query(statements.update.clone())
-                    .bind(record.data.as_str())
-                    .bind(record.expires_at_ms);
-                if with_max_age {
-                    query = query.bind(max_age);
-                }
-                let done = query
-                    .bind(id.as_str())
-                    .bind(old.expire)
-                    .bind(old.data.as_deref())
-                    .execute(&mut *conn)
-                    .await;
-                match done {
-                    Ok(done) if done.rows_affected() == 1 => Ok(Write::Done),
-                    Ok(_) => Ok(Write::Stale),
-                    // Chosen as a deadlock's victim (a concurrent gc or write): nothing was
-                    // compared, so the row may well be unchanged when read again.
-                    Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("40001") => {
-                        Ok(Write::Conflict)
+        let result = on_connection!(self, |conn| {
+            let affected = match read {
+                Some(old) => {
+                    let mut query = sqlx::query(statements.update.clone())
+                        .bind(record.data.as_str())
+                        .bind(record.expires_at_ms);
+                    if with_max_age {
+                        query = query.bind(max_age);
                     }
-                    Err(e) => Err(e),
+                    query
+                        .bind(id.as_str())
+                        .bind(old.expire)
+                        .bind(old.data.as_deref())
+                        .execute(&mut *conn)
+                        .await
+                        .map(|done| done.rows_affected())
                 }
-            }
-            None => {
-                let mut query = sqlx::query(statements.insert.clone())
-                    .bind(id.as_str())
-                    .bind(record.data.as_str())
-                    .bind(record.expires_at_ms);
-                if with_max_age {
-                    query = query.bind(max_age);
-                }
-                match query.execute(&mut *conn).await {
-                    Ok(done) if done.rows_affected() == 1 => Ok(Write::Done),
-                    Ok(_) => Ok(Write::Stale),
-                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(Write::Stale),
-                    Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("40001") => {
-                        Ok(Write::Conflict)
+                None => {
+                    let mut query = sqlx::query(statements.insert.clone())
+                        .bind(id.as_str())
+                        .bind(record.data.as_str())
+                        .bind(record.expires_at_ms);
+                    if with_max_age {
+                        query = query.bind(max_age);
                     }
-                    Err(e) => Err(e),
+                    query
+                        .execute(&mut *conn)
+                        .await
+                        .map(|done| done.rows_affected())
                 }
-            }
+            };
+            Write::of(affected)
         });
         let written = result?;
         if written == Write::Done {
@@ -556,10 +545,27 @@ impl DbStore {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Write {
     Done,
-    /// The row is not the one read (another writer came first, or the guess was stale).
+    /// The row is not the one read (another writer came first, or the guess was stale;
+    /// for an INSERT, the row exists).
     Stale,
-    /// The database undid the statement to break a deadlock.
+    /// The database undid the statement to break a deadlock (a concurrent gc or write):
+    /// nothing was compared, so the row may well be unchanged when read again.
     Conflict,
+}
+
+impl Write {
+    /// From the rows an UPDATE or INSERT affected, or its error.
+    fn of(affected: sqlx::Result<u64>) -> sqlx::Result<Write> {
+        match affected {
+            Ok(1) => Ok(Write::Done),
+            Ok(_) => Ok(Write::Stale),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(Write::Stale),
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("40001") => {
+                Ok(Write::Conflict)
+            }
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// True when `text` is one JSON object (the stored data must be one to be merged into).
