@@ -33,12 +33,7 @@ export interface SessionOptions {
   maxCookieLength?: number;
 }
 
-export interface MemorySessionOptions extends SessionOptions {
-  /** Most sessions kept per process; past it the least recently used goes. Default 100000. */
-  maxEntries?: number;
-  /** Most bytes of JSON per session; a bigger write rejects with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
-  maxBytes?: number;
-}
+export interface MemorySessionOptions extends SessionOptions, MemoryStoreOptions {}
 
 /** Cookie options think-session passes as the third argument. */
 export interface SessionCookieOptions {
@@ -78,13 +73,59 @@ export declare class MemorySession extends NativeSession {
   constructor(options?: MemorySessionOptions, ctx?: object, cookieOptions?: SessionCookieOptions);
 }
 
-/** The memory store behind MemorySession, for direct use: JSON text in and out, synchronous. */
-export declare class MemoryStore {
-  constructor(options?: MemoryStoreOptions);
-  /** The slot the native side knows this store by. */
+/** A session's data as a store hands it over. */
+export interface Loaded {
+  /** The data object as JSON text. */
+  data: string;
+  /** The read also moved the expiry forward (less than `autoUpdateRate` of the lifetime was left): send the cookie again. */
+  refreshed: boolean;
+}
+
+/** One key of a session as a store hands it over. */
+export interface LoadedKey {
+  /** The key's value as JSON text; null when the session has no such key. */
+  value: string | null;
+  /** As Loaded.refreshed. */
+  refreshed: boolean;
+}
+
+/**
+ * A native store opened by kind ('memory', 'file', 'redis' or 'db') with that store's
+ * options; `MemoryStore`, `FileStore`, `RedisStore` and `DbStore` fix the kind.
+ */
+export declare class NativeStore {
+  constructor(kind: 'memory' | 'file' | 'redis' | 'db', options?: object);
+  /** The slot the addon knows this store by. */
   readonly slot: number;
-  /** The session's data as JSON text, or null; a leading space marks a read that also refreshed the expiry. */
-  load(id: string, autoUpdateRate: number): string | null;
+  /** True when every call but gc answers synchronously (the memory store). */
+  readonly sync: boolean;
+  load(id: string, autoUpdateRate: number): Loaded | null | Promise<Loaded | null>;
+  loadKey(id: string, name: string, autoUpdateRate: number): LoadedKey | null | Promise<LoadedKey | null>;
+  apply(id: string, name: string | null, value: string | null, maxAgeMs: number): void | Promise<void>;
+  touch(id: string, maxAgeMs: number): boolean | Promise<boolean>;
+  destroy(id: string): void | Promise<void>;
+  rename(from: string, to: string): boolean | Promise<boolean>;
+  gc(): Promise<number>;
+  /** Lets go of the store's connections (a database pool closes); every later call fails. */
+  close(): Promise<void>;
+  /** Sessions held, live or not yet collected, where the store can tell (memory); else null. */
+  readonly size: number | null;
+}
+
+export interface MemoryStoreOptions {
+  /** Most sessions kept; past it the least recently used goes. Default 100000. */
+  maxEntries?: number;
+  /** Most bytes of JSON per session; a larger write fails with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
+  maxBytes?: number;
+}
+
+/** The memory store behind MemorySession, for direct use: JSON text in and out, synchronous. */
+export declare class MemoryStore extends NativeStore {
+  constructor(options?: MemoryStoreOptions);
+  /** The session's data, or null; `refreshed` when the read also moved the expiry forward. */
+  load(id: string, autoUpdateRate: number): Loaded | null;
+  /** One key of the session, read without the rest; null when there is no live session. */
+  loadKey(id: string, name: string, autoUpdateRate: number): LoadedKey | null;
   /**
    * Sets key `name` to `value`, JSON text ('null' removes the key), and the expiry to now +
    * maxAgeMs, creating the session when missing. A null `name` only sets the expiry.
@@ -101,28 +142,11 @@ export declare class MemoryStore {
   readonly size: number;
 }
 
-export interface FileSessionOptions extends SessionOptions {
-  /** The folder of the session files. Default: `runtime/session` of the ThinkJS app. */
-  sessionPath?: string;
-  /** 'thinkjs3' (think-session-file's files, the default) or 'thinkjs2' (ThinkJS 2's file adapter). */
-  format?: 'thinkjs3' | 'thinkjs2';
-  /** With 'thinkjs2': how many leading characters of the id become folders. Default 1. */
-  pathDepth?: number;
-  /** Most bytes of JSON per session; a bigger write rejects with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
-  maxBytes?: number;
-}
-
-/** One file per session, in think-session-file's layout; compatible both ways. */
-export declare class FileSession extends NativeSession {
-  constructor(options?: FileSessionOptions, ctx?: object, cookieOptions?: SessionCookieOptions);
-}
-
-/** The file store behind FileSession, for direct use: JSON text in and out, off the JS thread. */
-export declare class FileStore {
-  constructor(options: FileStoreOptions);
-  readonly slot: number;
-  load(id: string, autoUpdateRate: number): Promise<string | null>;
-  /** As MemoryStore.apply, resolved once the file has the change. */
+/** A store whose calls all answer with promises (files, Redis, databases). */
+declare class AsyncStore extends NativeStore {
+  load(id: string, autoUpdateRate: number): Promise<Loaded | null>;
+  loadKey(id: string, name: string, autoUpdateRate: number): Promise<LoadedKey | null>;
+  /** As MemoryStore.apply, resolved once the store has the change (G1). */
   apply(id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>;
   /** As MemoryStore.touch. */
   touch(id: string, maxAgeMs: number): Promise<boolean>;
@@ -132,12 +156,59 @@ export declare class FileStore {
   gc(): Promise<number>;
 }
 
+export interface FileSessionOptions extends SessionOptions, Partial<FileStoreOptions> {
+  /** The folder of the session files. Default: `runtime/session` of the ThinkJS app. */
+  sessionPath?: string;
+}
+
+/** One file per session, in think-session-file's layout; compatible both ways. */
+export declare class FileSession extends NativeSession {
+  constructor(options?: FileSessionOptions, ctx?: object, cookieOptions?: SessionCookieOptions);
+}
+
+export interface FileStoreOptions {
+  /** The folder of the session files; an absolute path. */
+  sessionPath: string;
+  /** 'thinkjs3' (think-session-file's layout, the default) or 'thinkjs2'. */
+  format?: 'thinkjs3' | 'thinkjs2';
+  /** With 'thinkjs2': how many leading characters of the id become folders. Default 1. */
+  pathDepth?: number;
+  /** Most bytes of JSON per session; a larger write fails with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
+  maxBytes?: number;
+}
+
+/** The file store behind FileSession, for direct use: JSON text in and out, off the JS thread. */
+export declare class FileStore extends AsyncStore {
+  constructor(options: FileStoreOptions);
+}
+
 /** A Redis node: a URL, or host and port as ioredis takes them. */
 export type RedisNode = string | { host?: string; port?: number };
 
 /** think-session-redis's options (those of ioredis), plus `url`, `cluster` and timeouts. */
-export interface RedisSessionOptions extends SessionOptions {
-  /** `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. */
+export interface RedisSessionOptions
+  extends SessionOptions,
+    Omit<RedisStoreOptions, 'cluster' | 'sentinels' | 'connectTimeout' | 'commandTimeout'> {
+  /** Redis Cluster: some of its nodes; the rest are found, MOVED and ASK followed. */
+  cluster?: RedisNode[];
+  /** Sentinels watching the master named `name` (or `masterName`); failovers are followed. */
+  sentinels?: RedisNode[];
+  name?: string;
+  /** ioredis' name for `prefix`. */
+  keyPrefix?: string;
+  /** Milliseconds (or '3s'-style) a connection attempt may take. Default 3000. */
+  connectTimeout?: number | string;
+  /** Milliseconds (or '3s'-style) any call may take, reconnecting included. Default 3000. */
+  commandTimeout?: number | string;
+}
+
+/** Sessions in Redis, in think-session-redis's format; one server, a cluster or Sentinel. */
+export declare class RedisSession extends NativeSession {
+  constructor(options?: RedisSessionOptions, ctx?: object, cookieOptions?: SessionCookieOptions);
+}
+
+export interface RedisStoreOptions {
+  /** `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. Default: from host and port. */
   url?: string;
   /** Default '127.0.0.1'. */
   host?: string;
@@ -146,44 +217,26 @@ export interface RedisSessionOptions extends SessionOptions {
   username?: string;
   password?: string;
   db?: number;
-  /** Redis Cluster: some of its nodes; the rest are found, MOVED and ASK followed. */
-  cluster?: RedisNode[];
-  /** Sentinels watching the master named `name` (or `masterName`); failovers are followed. */
-  sentinels?: RedisNode[];
-  name?: string;
+  /** Redis Cluster: URLs of some of its nodes. */
+  cluster?: string[];
+  /** Sentinel: the Sentinels' URLs; `masterName` names the master they watch. */
+  sentinels?: string[];
   masterName?: string;
-  /** Prepended to each id to make its key (ioredis' `keyPrefix` is read too). Default none. */
+  /** Prepended to each id to make its key. Default none, as think-session-redis. */
   prefix?: string;
-  keyPrefix?: string;
   /** 'thinkjs3' (think-session-redis's records, the default) or 'thinkjs2'. */
   format?: 'thinkjs3' | 'thinkjs2';
-  /** Milliseconds (or '3s'-style) a connection attempt may take. Default 3000. */
-  connectTimeout?: number | string;
-  /** Milliseconds (or '3s'-style) any call may take, reconnecting included. Default 3000. */
-  commandTimeout?: number | string;
-  /** Most bytes of JSON per session; a bigger write rejects with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
+  /** Milliseconds a connection attempt may take. Default 3000. */
+  connectTimeout?: number;
+  /** Milliseconds any call may take, reconnecting included. Default 3000. */
+  commandTimeout?: number;
+  /** Most bytes of JSON per session; a larger write fails with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
   maxBytes?: number;
 }
 
-/** Sessions in Redis, in think-session-redis's format; one server, a cluster or Sentinel. */
-export declare class RedisSession extends NativeSession {
-  constructor(options?: RedisSessionOptions, ctx?: object, cookieOptions?: SessionCookieOptions);
-}
-
-/** The Redis store behind RedisSession, for direct use: JSON text in and out. */
-export declare class RedisStore {
+/** The Redis store behind RedisSession, for direct use: JSON text in and out; gc resolves with 0 (Redis expires keys itself). */
+export declare class RedisStore extends AsyncStore {
   constructor(options?: RedisStoreOptions);
-  readonly slot: number;
-  load(id: string, autoUpdateRate: number): Promise<string | null>;
-  /** As MemoryStore.apply, merged on the server by a script; resolved once Redis has it. */
-  apply(id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>;
-  /** As MemoryStore.touch. */
-  touch(id: string, maxAgeMs: number): Promise<boolean>;
-  destroy(id: string): Promise<void>;
-  /** Moves the live session of `from` to `to` (regeneration); false when `from` has none. */
-  rename(from: string, to: string): Promise<boolean>;
-  /** Redis expires sessions by itself: resolves with 0. */
-  gc(): Promise<number>;
 }
 
 /**
@@ -192,7 +245,22 @@ export declare class RedisStore {
  * 'postgresql' or 'sqlite' (think-session passes it as `type`), else the scheme of `url`,
  * else MySQL when a host, user or database is given, else SQLite in `runtime/session.sqlite`.
  */
-export interface DbSessionOptions extends SessionOptions {
+export interface DbSessionOptions extends SessionOptions, Omit<DbStoreOptions, 'connectTimeout' | 'queryTimeout'> {
+  /** think-mysql's name for `poolSize`. */
+  connectionLimit?: number;
+  /** Milliseconds (or '3s'-style) a connection attempt may take. Default 2000. */
+  connectTimeout?: number | string;
+  /** Milliseconds (or '3s'-style) any call may take, waiting for a connection included. Default 3000. */
+  queryTimeout?: number | string;
+}
+
+/** Sessions in a database table, in think-session-mysql's and ThinkJS 2's layout. */
+export declare class DbSession extends NativeSession {
+  constructor(options?: DbSessionOptions, ctx?: object, cookieOptions?: SessionCookieOptions);
+}
+
+export interface DbStoreOptions {
+  /** 'mysql' (or 'mariadb'), 'postgresql' or 'sqlite'; implied by `url`. */
   type?: string;
   /** `mysql://user:password@host:port/database`, `postgres://…` or `sqlite:path`. */
   url?: string;
@@ -202,42 +270,25 @@ export interface DbSessionOptions extends SessionOptions {
   port?: number;
   user?: string;
   password?: string;
-  /** The database; with SQLite the path of its file. */
+  /** The database; with SQLite, the path of its file (created when missing). */
   database?: string;
-  /** The table is `<prefix>session`: letters, digits and _ only. Default ''. */
+  /** The table is `<prefix>session`; letters, digits and _ only. Default ''. */
   prefix?: string;
-  /** Most connections open at once (think-mysql's `connectionLimit` is read too). Default 10. */
+  /** Most connections open at once. Default 10. */
   poolSize?: number;
-  connectionLimit?: number;
-  /** Milliseconds (or '3s'-style) a connection attempt may take. Default 2000. */
-  connectTimeout?: number | string;
-  /** Milliseconds (or '3s'-style) any call may take, waiting for a connection included. Default 3000. */
-  queryTimeout?: number | string;
+  /** Milliseconds a connection attempt may take. Default 2000. */
+  connectTimeout?: number;
+  /** Milliseconds any call may take, waiting for a connection included. Default 3000. */
+  queryTimeout?: number;
   /** Create the table when it is missing. Default true. */
   createTable?: boolean;
-  /** Most bytes of JSON per session (lowered to what the `data` column holds). Default 1 MiB. */
+  /** Most bytes of JSON per session; a larger write fails with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
   maxBytes?: number;
 }
 
-/** Sessions in a database table, in think-session-mysql's and ThinkJS 2's layout. */
-export declare class DbSession extends NativeSession {
-  constructor(options?: DbSessionOptions, ctx?: object, cookieOptions?: SessionCookieOptions);
-}
-
-/** The database store behind DbSession, for direct use: JSON text in and out. */
-export declare class DbStore {
+/** The database store behind DbSession, for direct use: JSON text in and out; gc deletes expired rows in batches of 1000. */
+export declare class DbStore extends AsyncStore {
   constructor(options?: DbStoreOptions);
-  readonly slot: number;
-  load(id: string, autoUpdateRate: number): Promise<string | null>;
-  /** As MemoryStore.apply, merged by compare-and-set; resolved once the row is committed. */
-  apply(id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>;
-  /** As MemoryStore.touch. */
-  touch(id: string, maxAgeMs: number): Promise<boolean>;
-  destroy(id: string): Promise<void>;
-  /** Moves the live session of `from` to `to` (regeneration); false when `from` has none. */
-  rename(from: string, to: string): Promise<boolean>;
-  /** Deletes expired rows in batches of 1000; resolves with how many went. */
-  gc(): Promise<number>;
 }
 
 /**
@@ -248,98 +299,8 @@ export declare class DbStore {
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
-/** As memoryStoreApply; resolves once the merged row is committed (G1, G2). */
-export declare function dbStoreApply(slot: number, id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>
-
-/**
- * Creates a database store and returns its slot. Nothing connects until the first call;
- * every call runs on the I/O thread and resolves once the database has committed.
- */
-export declare function dbStoreCreate(options: DbStoreOptions): number
-
-export declare function dbStoreDestroy(slot: number, id: string): Promise<void>
-
-/** Deletes expired rows in batches of 1000; resolves with how many went. */
-export declare function dbStoreGc(slot: number): Promise<number>
-
-/** As memoryStoreLoad, from the database. */
-export declare function dbStoreLoad(slot: number, id: string, autoUpdateRate: number): Promise<string | null>
-
-export interface DbStoreOptions {
-  /** 'mysql' (or 'mariadb'), 'postgresql' or 'sqlite'; implied by `url`. */
-  type?: string
-  /** `mysql://user:password@host:port/database`, `postgres://…` or `sqlite:path`. */
-  url?: string
-  /** Default '127.0.0.1'. */
-  host?: string
-  /** Default 3306 (MySQL) or 5432 (PostgreSQL). */
-  port?: number
-  user?: string
-  password?: string
-  /** The database; with SQLite, the path of its file (created when missing). */
-  database?: string
-  /** The table is `<prefix>session`; letters, digits and _ only. Default ''. */
-  prefix?: string
-  /** Most connections open at once. Default 10. */
-  poolSize?: number
-  /** Milliseconds a connection attempt may take. Default 2000. */
-  connectTimeout?: number
-  /** Milliseconds any call may take, waiting for a connection included. Default 3000. */
-  queryTimeout?: number
-  /** Create the table when it is missing. Default true. */
-  createTable?: boolean
-  /** Most bytes of JSON per session; a larger write fails with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
-  maxBytes?: number
-}
-
-/**
- * Moves the live session of `from` to `to` (regeneration); resolves with false when
- * `from` has none.
- */
-export declare function dbStoreRename(slot: number, from: string, to: string): Promise<boolean>
-
-/** As memoryStoreTouch. */
-export declare function dbStoreTouch(slot: number, id: string, maxAgeMs: number): Promise<boolean>
-
-/** As memoryStoreApply, on the session file under the store's lock. */
-export declare function fileStoreApply(slot: number, id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>
-
-/**
- * Creates a store of one file per session and returns its slot. Every call on it runs
- * on the libuv thread pool and resolves once the file system has the change.
- */
-export declare function fileStoreCreate(options: FileStoreOptions): number
-
-export declare function fileStoreDestroy(slot: number, id: string): Promise<void>
-
-/** Removes expired and unreadable session files on a worker thread; resolves with how many went. */
-export declare function fileStoreGc(slot: number): Promise<number>
-
-/**
- * The data of the live session as JSON text, or null; as memoryStoreLoad, a leading
- * space marks a read that also refreshed the expiry.
- */
-export declare function fileStoreLoad(slot: number, id: string, autoUpdateRate: number): Promise<string | null>
-
-export interface FileStoreOptions {
-  /** The folder of the session files; an absolute path. */
-  sessionPath: string
-  /** 'thinkjs3' (think-session-file's layout, the default) or 'thinkjs2'. */
-  format?: string
-  /** With 'thinkjs2': how many leading characters of the id become folders. Default 1. */
-  pathDepth?: number
-  /** Most bytes of JSON per session; a larger write fails with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
-  maxBytes?: number
-}
-
-/**
- * Moves the live session of `from` to `to` (regeneration) with one rename(2);
- * resolves with false when `from` has none.
- */
-export declare function fileStoreRename(slot: number, from: string, to: string): Promise<boolean>
-
-/** As memoryStoreTouch, on the session file under the store's lock. */
-export declare function fileStoreTouch(slot: number, id: string, maxAgeMs: number): Promise<boolean>
+/** Most bytes of JSON per session when a store's `maxBytes` is not given (1 MiB). */
+export declare const DEFAULT_MAX_BYTES: number
 
 /**
  * A fresh session id from the operating system's secure random source: `length`
@@ -352,106 +313,67 @@ export declare function generateId(length?: number | undefined | null): string
 export declare function isValidId(id: string): boolean
 
 /**
- * Sets key `name` to `value` (JSON text; `"null"` removes the key) and the expiry to
- * now + `maxAgeMs`, creating the record when missing. A null `name` only sets the expiry.
+ * The longest session id, and so the longest session cookie, that is looked up; a
+ * longer one gets a fresh session.
  */
-export declare function memoryStoreApply(slot: number, id: string, name: string | null, value: string | null, maxAgeMs: number): void
-
-/**
- * Creates a store of sessions in this process's memory, outside the V8 heap, and returns
- * its slot. Every call on it is synchronous: the work is shorter than a thread hop.
- */
-export declare function memoryStoreCreate(options?: MemoryStoreOptions | undefined | null): number
-
-export declare function memoryStoreDestroy(slot: number, id: string): void
-
-/** Removes expired records on a worker thread; resolves with how many went. */
-export declare function memoryStoreGc(slot: number): Promise<number>
-
-/**
- * The data of the live session as JSON text, or null. When less than `autoUpdateRate`
- * of its lifetime is left the expiry is refreshed too, and the text then starts with a
- * space (which JSON.parse ignores) so the caller knows to send the cookie again.
- */
-export declare function memoryStoreLoad(slot: number, id: string, autoUpdateRate: number): string | null
-
-export interface MemoryStoreOptions {
-  /** Most sessions kept; past it the least recently used goes. Default 100000. */
-  maxEntries?: number
-  /** Most bytes of JSON per session; a larger write fails with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
-  maxBytes?: number
-}
-
-/** Moves the live session of `from` to `to` (regeneration); false when `from` has none. */
-export declare function memoryStoreRename(slot: number, from: string, to: string): boolean
-
-/** Records held, live or not yet collected. */
-export declare function memoryStoreSize(slot: number): number
-
-/**
- * Moves the expiry of a live session to now + `maxAgeMs`, creating nothing; false when
- * there is none (a read-only request's refresh must not bring back a moved session).
- */
-export declare function memoryStoreTouch(slot: number, id: string, maxAgeMs: number): boolean
-
-/** As memoryStoreApply; merged on the Redis server by a script (G2). */
-export declare function redisStoreApply(slot: number, id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>
-
-/**
- * Creates a Redis store and returns its slot. Nothing connects until the first call;
- * every call runs on the I/O thread and resolves once Redis has answered.
- */
-export declare function redisStoreCreate(options: RedisStoreOptions): number
-
-export declare function redisStoreDestroy(slot: number, id: string): Promise<void>
-
-/** Redis expires sessions by itself; resolves with 0. */
-export declare function redisStoreGc(slot: number): Promise<number>
-
-/** As memoryStoreLoad, from Redis. */
-export declare function redisStoreLoad(slot: number, id: string, autoUpdateRate: number): Promise<string | null>
-
-export interface RedisStoreOptions {
-  /** `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. Default: from host and port. */
-  url?: string
-  /** Default '127.0.0.1'. */
-  host?: string
-  /** Default 6379. */
-  port?: number
-  username?: string
-  password?: string
-  db?: number
-  /** Redis Cluster: URLs of some of its nodes. */
-  cluster?: Array<string>
-  /** Sentinel: the Sentinels' URLs; `masterName` names the master they watch. */
-  sentinels?: Array<string>
-  masterName?: string
-  /** Prepended to each id to make its key. Default none, as think-session-redis. */
-  prefix?: string
-  /** 'thinkjs3' (think-session-redis's records, the default) or 'thinkjs2'. */
-  format?: string
-  /** Milliseconds a connection attempt may take. Default 3000. */
-  connectTimeout?: number
-  /** Milliseconds any call may take, reconnecting included. Default 3000. */
-  commandTimeout?: number
-  /** Most bytes of JSON per session; a larger write fails with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
-  maxBytes?: number
-}
-
-/**
- * Moves the live session of `from` to `to` (regeneration); resolves with false when
- * `from` has none.
- */
-export declare function redisStoreRename(slot: number, from: string, to: string): Promise<boolean>
-
-/** As memoryStoreTouch. */
-export declare function redisStoreTouch(slot: number, id: string, maxAgeMs: number): Promise<boolean>
+export declare const MAX_ID_LENGTH: number
 
 /**
  * `value` signed with `secret` in ThinkJS 2's cookie format: `value.` followed by the
  * HMAC-SHA256 in base64 without padding.
  */
 export declare function sign(value: string, secret: string): string
+
+/**
+ * Sets key `name` to `value` (JSON text; `"null"` removes the key) and the expiry to now
+ * + `maxAgeMs`, creating the session when missing; a null `name` only sets the expiry.
+ * Done when the store has it (G1), merged into what others wrote (G2).
+ */
+export declare function storeApply(slot: number, id: string, name: string | null, value: string | null, maxAgeMs: number): void | Promise<void>
+
+/** Closes the store's connections (a database pool); every later call fails. */
+export declare function storeClose(slot: number): Promise<void>
+
+export declare function storeDestroy(slot: number, id: string): void | Promise<void>
+
+/** Removes expired sessions off the JavaScript thread (G7); resolves with how many went. */
+export declare function storeGc(slot: number): Promise<number>
+
+/** True when every call of the store but gc answers synchronously (the memory store). */
+export declare function storeIsSync(slot: number): boolean
+
+/**
+ * The live session's data (JSON text), and whether the read also moved the expiry
+ * forward (less than `autoUpdateRate` of the lifetime was left); null when none.
+ */
+export declare function storeLoad(slot: number, id: string, autoUpdateRate: number): Loaded | null | Promise<Loaded | null>
+
+/**
+ * One key of the live session: its value (JSON text, or null when the session has no
+ * such key) and whether the read moved the expiry forward; null when there is no live
+ * session. A store that keeps keys apart (memory) reads nothing else.
+ */
+export declare function storeLoadKey(slot: number, id: string, name: string, autoUpdateRate: number): LoadedKey | null | Promise<LoadedKey | null>
+
+/**
+ * Opens the store `kind` ('memory', 'file', 'redis' or 'db') with its options as JSON
+ * text (the option names of the store's JS peer) and returns its slot. Nothing connects
+ * until the first call.
+ */
+export declare function storeOpen(kind: string, options: string): number
+
+/** Moves the live session of `from` to `to` (regeneration); false when `from` has none. */
+export declare function storeRename(slot: number, from: string, to: string): boolean | Promise<boolean>
+
+/** Sessions the store holds, live or not yet collected, where it can tell at no cost. */
+export declare function storeSize(slot: number): number | null
+
+/**
+ * Moves the expiry of a live session to now + `maxAgeMs`, creating nothing; false when
+ * there is none (a read-only request's refresh must not bring back a session moved or
+ * cleared meanwhile).
+ */
+export declare function storeTouch(slot: number, id: string, maxAgeMs: number): boolean | Promise<boolean>
 
 /**
  * The value of a cookie `sign` made with one of `secrets` (a secret or a list: the first

@@ -59,8 +59,8 @@ for (const [name, connection] of Object.entries(backends)) {
       };
       const s = new DbSession(opts);
       for (const [k, v] of Object.entries(values)) await s.set(k, v);
-      const text = await new DbStore(connection).load(opts.cookie, 0);
-      assert.equal(text, JSON.stringify(values));
+      const loaded = await new DbStore(connection).load(opts.cookie, 0);
+      assert.deepEqual(loaded, { data: JSON.stringify(values), refreshed: false });
       assert.deepEqual(await new DbSession(opts).get(), JSON.parse(JSON.stringify(values)));
     });
 
@@ -102,7 +102,7 @@ for (const [name, connection] of Object.entries(backends)) {
       await sleep(20);
       assert.ok((await store.gc()) >= 30);
       assert.equal(await store.gc(), 0);
-      assert.equal(await store.load(live, 0), '{"k":1}');
+      assert.deepEqual(await store.load(live, 0), { data: '{"k":1}', refreshed: false });
     });
   });
 }

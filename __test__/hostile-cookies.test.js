@@ -1,13 +1,14 @@
 'use strict';
 // Thousands of random and hostile session cookies thrown at running ThinkJS apps (4.x with
-// FileSession, 2.x with signed file sessions): every answer must be a normal response with
-// either a fresh session or the right one, and nothing may appear outside the store.
+// FileSession, under think-session and under the drop-in; 2.x with signed file sessions):
+// every answer must be a normal response with either a fresh session or the right one, and
+// nothing may appear outside the store.
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('crypto');
 const fs = require('fs');
 const path = require('path');
-const { prepareApp, prepareThinkjs2App, bootApp } = require('./support/app');
+const { EXTENDS, prepareApp, prepareThinkjs2App, bootApp } = require('./support/app');
 const { Client } = require('./support/http');
 const { sign } = require('..');
 
@@ -163,17 +164,20 @@ function runHostile({ name, prepare, env, signed, sessionFiles }) {
   });
 }
 
-runHostile({
-  name: 'thinkjs 4.0.0, FileSession',
-  prepare: () =>
-    prepareApp({
-      name: 'hostile-file',
-      thinkjs: '4.0.0',
-      session: `{ type: 'file', common: { cookie: { name: 'thinkjs' } }, file: { handle: require('think-session-native').FileSession, sessionPath: path.join(think.ROOT_PATH, 'runtime/session'), maxAge: '1d' } }`,
-    }),
-  signed: false,
-  sessionFiles: (dir) => fs.readdirSync(path.join(dir, 'runtime', 'session')).sort(),
-});
+for (const extend of EXTENDS) {
+  runHostile({
+    name: `thinkjs 4.0.0 with ${extend}, FileSession`,
+    prepare: () =>
+      prepareApp({
+        name: 'hostile-file',
+        thinkjs: '4.0.0',
+        extend,
+        session: `{ type: 'file', common: { cookie: { name: 'thinkjs' } }, file: { handle: require('think-session-native').FileSession, sessionPath: path.join(think.ROOT_PATH, 'runtime/session'), maxAge: '1d' } }`,
+      }),
+    signed: false,
+    sessionFiles: (dir) => fs.readdirSync(path.join(dir, 'runtime', 'session')).sort(),
+  });
+}
 
 runHostile({
   name: 'thinkjs 2.2.25, signed file sessions',

@@ -294,7 +294,7 @@ describe('MemoryStore', () => {
     store.apply(id, 'k\u00e9y \u{1f600}', '"v\u00e9 \u{1f600}"', 1000);
     store.apply(id, 'gone', '1', 1000);
     store.apply(id, 'gone', 'null', 1000);
-    assert.deepEqual(JSON.parse(store.load(id, 0)), { 'k\u00e9y \u{1f600}': 'v\u00e9 \u{1f600}' });
+    assert.deepEqual(JSON.parse(store.load(id, 0).data), { 'k\u00e9y \u{1f600}': 'v\u00e9 \u{1f600}' });
     store.apply(id, null, null, 1000);
     assert.ok(store.load(id, 0), 'a null name only refreshes the expiry');
   });
@@ -303,13 +303,38 @@ describe('MemoryStore', () => {
     const store = new MemoryStore();
     const id = generateId();
     store.apply(id, 'a', '[1,2]', 200);
-    assert.equal(store.load(id, 0.5), '{"a":[1,2]}');
+    assert.deepEqual(store.load(id, 0.5), { data: '{"a":[1,2]}', refreshed: false });
     await sleep(120);
-    assert.equal(store.load(id, 0), '{"a":[1,2]}', 'rate 0 never refreshes');
-    assert.equal(store.load(id, 0.5), ' {"a":[1,2]}', 'refreshed: marked with a leading space');
+    assert.deepEqual(store.load(id, 0), { data: '{"a":[1,2]}', refreshed: false }, 'rate 0 never refreshes');
+    assert.deepEqual(store.load(id, 0.5), { data: '{"a":[1,2]}', refreshed: true });
     await sleep(120); // past the first expiry, within the refreshed one
-    assert.equal(store.load(id, 0), '{"a":[1,2]}');
+    assert.deepEqual(store.load(id, 0), { data: '{"a":[1,2]}', refreshed: false });
     store.destroy(id);
     assert.equal(store.load(id, 0.5), null);
+  });
+});
+
+describe('MemoryStore by key', () => {
+  it('reads one key without the rest, telling a missing key from a missing session', () => {
+    const store = new MemoryStore();
+    const id = generateId();
+    assert.equal(store.loadKey(id, 'a', 0.5), null, 'no session');
+    store.apply(id, 'a', '{"n":1}', 60000);
+    store.apply(id, 'big', JSON.stringify('x'.repeat(100000)), 60000);
+    assert.deepEqual(store.loadKey(id, 'a', 0.5), { value: '{"n":1}', refreshed: false });
+    assert.deepEqual(store.loadKey(id, 'b', 0.5), { value: null, refreshed: false }, 'a live session without the key');
+    assert.throws(() => store.loadKey(id, '\ud800', 0.5), { code: 'ERR_SESSION_VALUE' });
+  });
+
+  it('a handle keeps the value it read for the rest of the request', async () => {
+    const opts = { cookie: generateId(), maxAge: 60000 };
+    await new MemorySession(opts).set('cart', { items: [1] });
+    const handle = new MemorySession(opts);
+    const cart = await handle.get('cart');
+    cart.items.push(2); // changed in place, as apps do before writing it back
+    assert.equal(await handle.get('cart'), cart, 'the same object');
+    await handle.set('cart', cart);
+    assert.deepEqual(await new MemorySession(opts).get(), { cart: { items: [1, 2] } });
+    assert.equal(await handle.get('missing'), undefined);
   });
 });

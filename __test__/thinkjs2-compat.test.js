@@ -35,7 +35,7 @@ after(() => redis && redis.close());
 
 describe('think-session-native/thinkjs2 outside a ThinkJS 2 app', () => {
   it('says where to load it', () => {
-    assert.throws(() => require('../lib/thinkjs2.js'), {
+    assert.throws(() => require('../lib/install-thinkjs2.js'), {
       code: 'ERR_SESSION_OPTIONS',
       message: /src\/common\/bootstrap/,
     });

@@ -7,6 +7,10 @@ import {
   MemorySession,
   MemoryStore,
   NativeSession,
+  type Loaded,
+  type LoadedKey,
+  DEFAULT_MAX_BYTES,
+  MAX_ID_LENGTH,
   RedisSession,
   RedisStore,
   SessionError,
@@ -36,8 +40,10 @@ export async function use(ctx: object): Promise<number> {
   store.apply(handle.id, 'a', '1', 1000);
   store.apply(handle.id, null, null, 1000);
   const touched: boolean = store.touch(handle.id, 1000);
-  const text: string | null = store.load(handle.id, 0.5);
-  return (user && text && moved && touched && isValidId(handle.id) ? 1 : 0) + (await handle.gc()) + store.size;
+  const loaded: Loaded | null = store.load(handle.id, 0.5);
+  const text = loaded && !loaded.refreshed ? loaded.data : null;
+  const key: string | null = store.loadKey(handle.id, 'a', 0.5)?.value ?? null;
+  return (user && text && key && moved && touched && isValidId(handle.id) ? 1 : 0) + (await handle.gc()) + store.size;
 }
 
 export function codeOf(err: SessionError): string {
@@ -49,8 +55,9 @@ export async function useFiles(): Promise<number> {
   await handle.set('k', 1);
   const store = new FileStore({ sessionPath: '/tmp/sessions', format: 'thinkjs2', pathDepth: 2 });
   await store.apply(handle.id, 'a', '1', 1000);
-  const text: string | null = await store.load(handle.id, 0.5);
-  return (text ? 1 : 0) + (await store.gc());
+  const loaded: Loaded | null = await store.load(handle.id, 0.5);
+  const one: LoadedKey | null = await store.loadKey(handle.id, 'a', 0.5);
+  return (loaded && one && one.value ? 1 : 0) + (await store.gc());
 }
 
 export async function useRedis(): Promise<number> {
@@ -73,7 +80,7 @@ export async function useDb(): Promise<number> {
 }
 
 // ThinkJS 2: a custom adapter on the package's base class.
-import { SessionAdapter, regenerate as regenerate2, type SessionRecord } from '../lib/thinkjs2.js';
+import { SessionAdapter, install, regenerate as regenerate2, type SessionRecord } from '../lib/thinkjs2.js';
 
 const records = new Map<string, SessionRecord>();
 export class MapAdapter extends SessionAdapter {
@@ -89,3 +96,5 @@ export const signed: string = sign(generateId(32), 'secret');
 export const unsigned: string | null = unsign(signed, ['new', 'secret']);
 export const login2 = async (http: object): Promise<string> => regenerate2(http);
 export const strict = { handle: MemorySession, strict: false, maxCookieLength: 64 };
+export const installInto = (think: object): void => install(think);
+export const limits: number = DEFAULT_MAX_BYTES + MAX_ID_LENGTH;

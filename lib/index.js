@@ -1,9 +1,9 @@
 'use strict';
 const native = require('../index.js');
 const { NativeSession, MemorySession, FileSession, RedisSession, DbSession, regenerate } = require('./thinkjs3.js');
-const { MemoryStore, FileStore, RedisStore, DbStore } = require('./stores.js');
+const { NativeStore, MemoryStore, FileStore, RedisStore, DbStore } = require('./stores.js');
 
-// The native functions (typed in index.d.ts) and the ThinkJS glue.
+// The native functions (typed in index.d.ts), the stores and the ThinkJS glue.
 module.exports = {
   ...native,
   NativeSession,
@@ -12,6 +12,7 @@ module.exports = {
   RedisSession,
   DbSession,
   regenerate,
+  NativeStore,
   MemoryStore,
   FileStore,
   RedisStore,

@@ -1,64 +1,114 @@
 'use strict';
-// The native stores as the handles see them: load/apply/destroy/gc on one store slot.
-// Memory answers synchronously; the others return promises settled off the JS thread.
+// The native stores: one class over every store, opened by kind. Memory answers
+// synchronously; the others return promises settled off the JS thread.
 const native = require('../index.js');
+const { toMs } = require('./session.js');
 
-function nativeStore(kind) {
-  const create = native[`${kind}StoreCreate`];
-  const load = native[`${kind}StoreLoad`];
-  const apply = native[`${kind}StoreApply`];
-  const touch = native[`${kind}StoreTouch`];
-  const destroy = native[`${kind}StoreDestroy`];
-  const rename = native[`${kind}StoreRename`];
-  const gc = native[`${kind}StoreGc`];
-  return class {
-    constructor(options) {
-      this.slot = create(options);
-    }
+/**
+ * A store opened by kind ('memory', 'file', 'redis', 'db') with its options; the calls go
+ * to the store's slot in the addon (see src/napi/store.rs for why a slot, not a class).
+ */
+class NativeStore {
+  constructor(kind, options = {}) {
+    this.slot = native.storeOpen(kind, JSON.stringify(options));
+    /** True when every call but gc answers synchronously (the memory store). */
+    this.sync = native.storeIsSync(this.slot);
+  }
 
-    /** The data as JSON text, or null; a leading space marks a read that refreshed the expiry. */
-    load(id, autoUpdateRate) {
-      return load(this.slot, id, autoUpdateRate);
-    }
+  /** The live session's data as `{ data, refreshed }`, or null. */
+  load(id, autoUpdateRate) {
+    return native.storeLoad(this.slot, id, autoUpdateRate);
+  }
 
-    /**
-     * Sets key `name` to `value`, JSON text ('null' removes the key), and the expiry to
-     * now + maxAgeMs, creating the session when missing; a null name only sets the expiry.
-     */
-    apply(id, name, value, maxAgeMs) {
-      return apply(this.slot, id, name, value, maxAgeMs);
-    }
+  /** One key of the live session as `{ value, refreshed }` (value null when missing), or null. */
+  loadKey(id, name, autoUpdateRate) {
+    return native.storeLoadKey(this.slot, id, name, autoUpdateRate);
+  }
 
-    /** Moves the expiry of a live session to now + maxAgeMs, creating nothing; false when there is none. */
-    touch(id, maxAgeMs) {
-      return touch(this.slot, id, maxAgeMs);
-    }
+  /** Sets key `name` to `value` (JSON text, 'null' removes it) and the expiry to now + maxAgeMs. */
+  apply(id, name, value, maxAgeMs) {
+    return native.storeApply(this.slot, id, name, value, maxAgeMs);
+  }
 
-    destroy(id) {
-      return destroy(this.slot, id);
-    }
+  /** Moves the expiry of a live session to now + maxAgeMs, creating nothing; false when none. */
+  touch(id, maxAgeMs) {
+    return native.storeTouch(this.slot, id, maxAgeMs);
+  }
 
-    /** Moves the live session of `from` to `to` (regeneration); false when `from` has none. */
-    rename(from, to) {
-      return rename(this.slot, from, to);
-    }
+  destroy(id) {
+    return native.storeDestroy(this.slot, id);
+  }
 
-    gc() {
-      return gc(this.slot);
-    }
-  };
-}
+  /** Moves the live session of `from` to `to` (regeneration); false when `from` has none. */
+  rename(from, to) {
+    return native.storeRename(this.slot, from, to);
+  }
 
-class MemoryStore extends nativeStore('memory') {
+  /** Removes expired sessions off the JS thread; resolves with how many went. */
+  gc() {
+    return native.storeGc(this.slot);
+  }
+
+  /** Closes the store's connections (a database pool); every later call fails. */
+  close() {
+    return native.storeClose(this.slot);
+  }
+
+  /** Sessions held, live or not yet collected, where the store can tell (memory). */
   get size() {
-    return native.memoryStoreSize(this.slot);
+    return native.storeSize(this.slot);
   }
 }
 
-class FileStore extends nativeStore('file') {}
+const storeOf = (kind) =>
+  class extends NativeStore {
+    constructor(options = {}) {
+      super(kind, options);
+    }
+  };
 
-class RedisStore extends nativeStore('redis') {}
+class MemoryStore extends storeOf('memory') {}
+class FileStore extends storeOf('file') {}
+class RedisStore extends storeOf('redis') {}
+class DbStore extends storeOf('db') {}
 
-class DbStore extends nativeStore('db') {}
+const HOUR = 3600 * 1000;
+// setInterval takes at most 2^31-1 ms; a longer interval would fire every millisecond.
+const MAX_INTERVAL = 2 ** 31 - 1;
 
-module.exports = { MemoryStore, FileStore, RedisStore, DbStore };
+// One store per kind, normalized options and gc interval per process, so that a handle
+// made per request finds its store instead of making one.
+const shared = new Map();
+
+/**
+ * The store of `kind` with `options` (its own option names, as the native store takes
+ * them), collected every `gcInterval` (ms or '1h'; 0 never) by a timer that does not keep
+ * the process alive.
+ */
+function sharedStore(kind, options, gcInterval) {
+  const interval = Math.min(toMs(gcInterval, 'gcInterval', HOUR), MAX_INTERVAL);
+  const key = `${kind}:${interval}:${JSON.stringify(options)}`;
+  let store = shared.get(key);
+  if (store) return store;
+  store = new NativeStore(kind, options);
+  store.key = key; // names the store in ThinkJS 2's gc registry
+  shared.set(key, store);
+  if (interval > 0) {
+    let running = false;
+    const timer = setInterval(() => {
+      if (running) return; // the last run is still going: skip this tick
+      running = true;
+      store
+        .gc()
+        .catch((err) => {
+          const logger = global.think && global.think.logger;
+          (logger || console).error(`think-session-native: gc failed: ${err.message}`);
+        })
+        .finally(() => (running = false));
+    }, interval);
+    timer.unref();
+  }
+  return store;
+}
+
+module.exports = { NativeStore, MemoryStore, FileStore, RedisStore, DbStore, sharedStore };

@@ -1,5 +1,8 @@
 /* Typings of `think-session-native/thinkjs2`. Requiring it (from a ThinkJS 2 bootstrap file)
- * registers the native session adapters for `type` 'memory', 'file', 'db' and 'redis'. */
+ * installs the native session adapters for `type` 'memory', 'file', 'db' and 'redis'. */
+
+/** Installs the native adapters into a running ThinkJS 2 app (`think`); installing twice changes nothing. */
+export declare function install(think: object): void;
 
 /** A session as a custom adapter loads and saves it. */
 export interface SessionRecord {

@@ -1,5 +1,6 @@
 'use strict';
-// ThinkJS 2.x. `require('think-session-native/thinkjs2')` in a bootstrap file, and `type`
+// ThinkJS 2.x. `install(think)` (or `require('think-session-native/thinkjs2')` in a bootstrap
+// file, which calls it), and `type`
 // in session.js ('memory' | 'file' | 'db' | 'redis') selects the native stores, reading the
 // config the built-in adapters read and keeping their data formats. The session cookie is
 // read, checked and signed here, in place of `think.session`: ids are validated (G5) and
@@ -7,14 +8,11 @@
 const os = require('os');
 const path = require('path');
 const native = require('../index.js');
-const { MemorySession, FileSession, RedisSession, DbSession, sessionError } = require('./thinkjs3.js');
+const { SessionCore, InOrder, sessionError } = require('./session.js');
+const { sharedStore } = require('./stores.js');
 
-if (typeof think === 'undefined' || typeof think.adapter !== 'function' || typeof think.session !== 'function') {
-  throw sessionError(
-    'ERR_SESSION_OPTIONS',
-    "think-session-native/thinkjs2 plugs into a running ThinkJS 2 app: require it from a file in src/common/bootstrap/ (e.g. `require('think-session-native/thinkjs2');`)",
-  );
-}
+// The ThinkJS 2 app this glue is installed into (see install).
+let think;
 
 const DEFAULT_TIMEOUT = 86400; // seconds, ThinkJS 2's default
 // Marks a config `think.session` below has parsed already (merged with its adapter's).
@@ -35,10 +33,11 @@ function logError(err) {
   (think.log || console.error)(`think-session-native: ${err.message}`, 'SESSION');
 }
 
-// A ThinkJS 3 handle of a store, behind ThinkJS 2's adapter interface: get, set(name,
-// value, timeout), delete(name?), flush at the end of the request, gc(now).
-function thinkjs2Adapter(Handle, storeOptions) {
-  return class extends Handle {
+// The session core on a native store, behind ThinkJS 2's adapter interface: get, set(name,
+// value, timeout), delete(name?), flush at the end of the request, gc(now). `storeOptions`
+// maps the app's config onto the store's options (and may set the lifetime, `timeout`).
+function adapterOf(kind, storeOptions) {
+  return class extends SessionCore {
     // `conf`: the session config merged with its adapter's, the id as `cookie`, and
     // `newCookie` when the id was just issued.
     constructor(conf = {}) {
@@ -46,19 +45,20 @@ function thinkjs2Adapter(Handle, storeOptions) {
       // a store may set the lifetime (seconds) itself: redis's `timeout` replaces the session's
       const { timeout = options.timeout, ...store } = storeOptions(options);
       const seconds = Number(timeout ?? DEFAULT_TIMEOUT);
-      super({
-        ...store,
-        cookie: options.cookie,
+      const setCookie = typeof options.setCookie === 'function' ? options.setCookie : undefined;
+      super(sharedStore(kind, store, 0), options.cookie, {
         fresh: Boolean(options.newCookie),
-        strict: options.strict,
-        setCookie: options.setCookie,
-        idLength: options.idLength,
+        strict: options.strict !== false && Boolean(setCookie),
         maxAge: (seconds > 0 ? seconds : DEFAULT_TIMEOUT) * 1000,
-        autoUpdate: false, // ThinkJS 2 slides the expiry in flush, and never re-sends the cookie
-        gcInterval: 0, // ThinkJS 2's gc timer calls gc()
+        autoUpdateRate: 0, // ThinkJS 2 slides the expiry in flush, and never re-sends the cookie
       });
+      this.options = options;
+      this.maxBytes = store.maxBytes;
+      this.setCookie = setCookie;
       this.written = false;
-      this.gcType = `session_native_${this.constructor.name}_${this.store.slot}`;
+      if (typeof this.id !== 'string') this.renew();
+      // ThinkJS 2's gc timer calls gc(), once per store.
+      this.gcType = `session_native_${this.store.key}`;
       if (!gcRegistered.has(this.gcType)) {
         gcRegistered.add(this.gcType);
         think.gc(this);
@@ -71,26 +71,25 @@ function thinkjs2Adapter(Handle, storeOptions) {
 
     // ThinkJS 2 has no context to send a cookie on: think.session below hands the setter.
     sendCookie() {
-      if (typeof this.options.setCookie === 'function') this.options.setCookie(this.id);
+      if (this.setCookie) this.setCookie(this.id);
     }
 
-    // The data as the store has it, a JSON text per key (none yet for a fresh id): flush
-    // compares the data with it.
-    receive(text) {
-      super.receive(text);
+    // The data as the store has it, a JSON text per key: flush compares the data with it.
+    onRead() {
       this.stored = snapshot(this.data);
+    }
+
+    onWrite(name, text) {
+      if (!this.stored) return;
+      if (text === 'null') delete this.stored[name];
+      else this.stored[name] = text;
     }
 
     // `timeout` (seconds) gives the session a new lifetime from this write on.
     set(name, value, timeout) {
       if (timeout > 0) this.maxAge = Number(timeout) * 1000;
       this.written = true;
-      return super.set(name, value).then(() => {
-        if (!this.stored) return;
-        const text = JSON.stringify(value);
-        if (text === 'null') delete this.stored[name];
-        else this.stored[name] = text;
-      });
+      return super.set(name, value);
     }
 
     // Without a name, clears the session (`this.session()`).
@@ -116,7 +115,7 @@ function thinkjs2Adapter(Handle, storeOptions) {
       if (writes.length) return Promise.all(writes.map(([key, value]) => super.set(key, value))).catch(logError);
       if (this.written || changed.length + Object.keys(stored).length === 0) return Promise.resolve();
       return Promise.resolve()
-        .then(() => this.callStore('touch', this.maxAge))
+        .then(() => this.touch())
         .catch(logError);
     }
   };
@@ -124,13 +123,13 @@ function thinkjs2Adapter(Handle, storeOptions) {
 
 const snapshot = (data) => Object.fromEntries(Object.entries(data).map(([key, value]) => [key, JSON.stringify(value)]));
 
-class MemoryAdapter extends thinkjs2Adapter(MemorySession, (o) => ({
+class MemoryAdapter extends adapterOf('memory', (o) => ({
   maxEntries: o.maxEntries,
   maxBytes: o.maxBytes,
 })) {}
 
 // adapter.file: `path` (default as the built-in's) and `path_depth`.
-class FileAdapter extends thinkjs2Adapter(FileSession, (o) => ({
+class FileAdapter extends adapterOf('file', (o) => ({
   sessionPath: path.resolve(o.path || path.join(os.tmpdir(), 'thinkjs')),
   format: 'thinkjs2',
   pathDepth: Number(o.path_depth || 1),
@@ -154,11 +153,11 @@ function dbOptions(o) {
   return { type, host, port: number, user, password, database, prefix, maxBytes: o.maxBytes, poolSize: o.poolSize };
 }
 
-class DbAdapter extends thinkjs2Adapter(DbSession, dbOptions) {}
+class DbAdapter extends adapterOf('db', dbOptions) {}
 
 // The app's `think.config('redis')`: host, port, password, db, and `timeout` (seconds) which,
 // when set, is every session's lifetime, as with the built-in adapter.
-class RedisAdapter extends thinkjs2Adapter(RedisSession, (o) => {
+class RedisAdapter extends adapterOf('redis', (o) => {
   const redis = parsed(think.config('redis'));
   return {
     host: redis.host,
@@ -236,13 +235,15 @@ class SessionAdapter {
     if (typeof this.options.setCookie === 'function') this.options.setCookie(this.cookie);
   }
 
-  // One change at a time per session in this process, each on a fresh load.
+  // One change at a time per session in this process, each on a fresh load: the session
+  // core's ordering, per session instead of per handle.
   queued(work) {
     const key = this.queueKey;
-    const run = (queues.get(key) || Promise.resolve()).then(work);
-    const tail = run.catch(() => undefined);
-    queues.set(key, tail);
-    tail.then(() => queues.get(key) === tail && queues.delete(key));
+    let order = queues.get(key);
+    if (!order) queues.set(key, (order = new InOrder()));
+    const run = Promise.resolve(order.run(work));
+    const forget = () => order.done() || queues.get(key) !== order || queues.delete(key);
+    run.then(forget, forget);
     return run;
   }
 
@@ -313,22 +314,40 @@ class SessionAdapter {
 }
 const queues = new Map();
 
-// Registered for `think.adapter('session', type)`, and chosen directly below: ThinkJS 2's
-// auto-reload (development) clears its registry but not this module.
+// Chosen directly in session() below: ThinkJS 2's auto-reload (development) clears its
+// adapter registry but not this module.
 const ADAPTERS = { memory: MemoryAdapter, file: FileAdapter, db: DbAdapter, redis: RedisAdapter };
-for (const [type, Adapter] of Object.entries(ADAPTERS)) think.adapter('session', type, Adapter);
 
-// Memory cannot be shared between cluster workers: as ThinkJS 2 does, use the file store,
-// and say so once, at start-up.
 const clustered = () => Boolean(think.config('cluster_on'));
-if (String(think.config('session').type || 'memory').toLowerCase() === 'memory' && clustered()) {
-  think.log("in cluster mode, session can't use memory for storage, convert to File", 'SESSION');
+
+// The longest signed cookie looked at: an id of the longest length and its signature fit.
+const MAX_COOKIE_LENGTH = 2 * native.MAX_ID_LENGTH;
+
+/**
+ * Installs the native adapters into a running ThinkJS 2 app (`install(think)`; requiring
+ * `think-session-native/thinkjs2` from a bootstrap file does it): `type` 'memory', 'file',
+ * 'db' and 'redis' in session.js select them, and the session cookie is read, checked and
+ * signed here in place of `think.session`. Installing twice changes nothing.
+ */
+function install(app) {
+  if (!app || typeof app.adapter !== 'function' || typeof app.session !== 'function') {
+    throw sessionError(
+      'ERR_SESSION_OPTIONS',
+      "think-session-native/thinkjs2 plugs into a running ThinkJS 2 app: require it from a file in src/common/bootstrap/ (e.g. `require('think-session-native/thinkjs2');`)",
+    );
+  }
+  if (app.session === session) return;
+  think = app;
+  for (const [type, Adapter] of Object.entries(ADAPTERS)) think.adapter('session', type, Adapter);
+  // Memory cannot be shared between cluster workers: as ThinkJS 2 does, use the file store,
+  // and say so once, at start-up.
+  if (String(think.config('session').type || 'memory').toLowerCase() === 'memory' && clustered()) {
+    think.log("in cluster mode, session can't use memory for storage, convert to File", 'SESSION');
+  }
+  think.session = session;
 }
 
-// The longest signed cookie looked at: a 128-character id and its signature fit.
-const MAX_COOKIE_LENGTH = 256;
-
-think.session = function session(http) {
+function session(http) {
   if (http._session) return http._session;
   const config = think.config('session');
   const name = config.name || 'thinkjs';
@@ -360,7 +379,7 @@ think.session = function session(http) {
   const Adapter = ADAPTERS[type] || think.adapter('session', type);
   http._session = new Adapter(conf);
   return http._session;
-};
+}
 
 /**
  * Gives the session of this request a fresh id and cookie (`await regenerate(this.http)` in a
@@ -381,4 +400,4 @@ async function regenerate(http) {
   return session.regenerate();
 }
 
-module.exports = { MemoryAdapter, FileAdapter, DbAdapter, RedisAdapter, SessionAdapter, regenerate };
+module.exports = { install, MemoryAdapter, FileAdapter, DbAdapter, RedisAdapter, SessionAdapter, regenerate };

@@ -33,12 +33,7 @@ export interface SessionOptions {
   maxCookieLength?: number;
 }
 
-export interface MemorySessionOptions extends SessionOptions {
-  /** Most sessions kept per process; past it the least recently used goes. Default 100000. */
-  maxEntries?: number;
-  /** Most bytes of JSON per session; a bigger write rejects with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
-  maxBytes?: number;
-}
+export interface MemorySessionOptions extends SessionOptions, MemoryStoreOptions {}
 
 /** Cookie options think-session passes as the third argument. */
 export interface SessionCookieOptions {
@@ -78,13 +73,59 @@ export declare class MemorySession extends NativeSession {
   constructor(options?: MemorySessionOptions, ctx?: object, cookieOptions?: SessionCookieOptions);
 }
 
-/** The memory store behind MemorySession, for direct use: JSON text in and out, synchronous. */
-export declare class MemoryStore {
-  constructor(options?: MemoryStoreOptions);
-  /** The slot the native side knows this store by. */
+/** A session's data as a store hands it over. */
+export interface Loaded {
+  /** The data object as JSON text. */
+  data: string;
+  /** The read also moved the expiry forward (less than `autoUpdateRate` of the lifetime was left): send the cookie again. */
+  refreshed: boolean;
+}
+
+/** One key of a session as a store hands it over. */
+export interface LoadedKey {
+  /** The key's value as JSON text; null when the session has no such key. */
+  value: string | null;
+  /** As Loaded.refreshed. */
+  refreshed: boolean;
+}
+
+/**
+ * A native store opened by kind ('memory', 'file', 'redis' or 'db') with that store's
+ * options; `MemoryStore`, `FileStore`, `RedisStore` and `DbStore` fix the kind.
+ */
+export declare class NativeStore {
+  constructor(kind: 'memory' | 'file' | 'redis' | 'db', options?: object);
+  /** The slot the addon knows this store by. */
   readonly slot: number;
-  /** The session's data as JSON text, or null; a leading space marks a read that also refreshed the expiry. */
-  load(id: string, autoUpdateRate: number): string | null;
+  /** True when every call but gc answers synchronously (the memory store). */
+  readonly sync: boolean;
+  load(id: string, autoUpdateRate: number): Loaded | null | Promise<Loaded | null>;
+  loadKey(id: string, name: string, autoUpdateRate: number): LoadedKey | null | Promise<LoadedKey | null>;
+  apply(id: string, name: string | null, value: string | null, maxAgeMs: number): void | Promise<void>;
+  touch(id: string, maxAgeMs: number): boolean | Promise<boolean>;
+  destroy(id: string): void | Promise<void>;
+  rename(from: string, to: string): boolean | Promise<boolean>;
+  gc(): Promise<number>;
+  /** Lets go of the store's connections (a database pool closes); every later call fails. */
+  close(): Promise<void>;
+  /** Sessions held, live or not yet collected, where the store can tell (memory); else null. */
+  readonly size: number | null;
+}
+
+export interface MemoryStoreOptions {
+  /** Most sessions kept; past it the least recently used goes. Default 100000. */
+  maxEntries?: number;
+  /** Most bytes of JSON per session; a larger write fails with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
+  maxBytes?: number;
+}
+
+/** The memory store behind MemorySession, for direct use: JSON text in and out, synchronous. */
+export declare class MemoryStore extends NativeStore {
+  constructor(options?: MemoryStoreOptions);
+  /** The session's data, or null; `refreshed` when the read also moved the expiry forward. */
+  load(id: string, autoUpdateRate: number): Loaded | null;
+  /** One key of the session, read without the rest; null when there is no live session. */
+  loadKey(id: string, name: string, autoUpdateRate: number): LoadedKey | null;
   /**
    * Sets key `name` to `value`, JSON text ('null' removes the key), and the expiry to now +
    * maxAgeMs, creating the session when missing. A null `name` only sets the expiry.
@@ -101,28 +142,11 @@ export declare class MemoryStore {
   readonly size: number;
 }
 
-export interface FileSessionOptions extends SessionOptions {
-  /** The folder of the session files. Default: `runtime/session` of the ThinkJS app. */
-  sessionPath?: string;
-  /** 'thinkjs3' (think-session-file's files, the default) or 'thinkjs2' (ThinkJS 2's file adapter). */
-  format?: 'thinkjs3' | 'thinkjs2';
-  /** With 'thinkjs2': how many leading characters of the id become folders. Default 1. */
-  pathDepth?: number;
-  /** Most bytes of JSON per session; a bigger write rejects with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
-  maxBytes?: number;
-}
-
-/** One file per session, in think-session-file's layout; compatible both ways. */
-export declare class FileSession extends NativeSession {
-  constructor(options?: FileSessionOptions, ctx?: object, cookieOptions?: SessionCookieOptions);
-}
-
-/** The file store behind FileSession, for direct use: JSON text in and out, off the JS thread. */
-export declare class FileStore {
-  constructor(options: FileStoreOptions);
-  readonly slot: number;
-  load(id: string, autoUpdateRate: number): Promise<string | null>;
-  /** As MemoryStore.apply, resolved once the file has the change. */
+/** A store whose calls all answer with promises (files, Redis, databases). */
+declare class AsyncStore extends NativeStore {
+  load(id: string, autoUpdateRate: number): Promise<Loaded | null>;
+  loadKey(id: string, name: string, autoUpdateRate: number): Promise<LoadedKey | null>;
+  /** As MemoryStore.apply, resolved once the store has the change (G1). */
   apply(id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>;
   /** As MemoryStore.touch. */
   touch(id: string, maxAgeMs: number): Promise<boolean>;
@@ -132,12 +156,58 @@ export declare class FileStore {
   gc(): Promise<number>;
 }
 
+export interface FileSessionOptions extends SessionOptions, Partial<FileStoreOptions> {
+  /** The folder of the session files. Default: `runtime/session` of the ThinkJS app. */
+  sessionPath?: string;
+}
+
+/** One file per session, in think-session-file's layout; compatible both ways. */
+export declare class FileSession extends NativeSession {
+  constructor(options?: FileSessionOptions, ctx?: object, cookieOptions?: SessionCookieOptions);
+}
+
+export interface FileStoreOptions {
+  /** The folder of the session files; an absolute path. */
+  sessionPath: string;
+  /** 'thinkjs3' (think-session-file's layout, the default) or 'thinkjs2'. */
+  format?: 'thinkjs3' | 'thinkjs2';
+  /** With 'thinkjs2': how many leading characters of the id become folders. Default 1. */
+  pathDepth?: number;
+  /** Most bytes of JSON per session; a larger write fails with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
+  maxBytes?: number;
+}
+
+/** The file store behind FileSession, for direct use: JSON text in and out, off the JS thread. */
+export declare class FileStore extends AsyncStore {
+  constructor(options: FileStoreOptions);
+}
+
 /** A Redis node: a URL, or host and port as ioredis takes them. */
 export type RedisNode = string | { host?: string; port?: number };
 
 /** think-session-redis's options (those of ioredis), plus `url`, `cluster` and timeouts. */
-export interface RedisSessionOptions extends SessionOptions {
-  /** `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. */
+export interface RedisSessionOptions
+  extends SessionOptions, Omit<RedisStoreOptions, 'cluster' | 'sentinels' | 'connectTimeout' | 'commandTimeout'> {
+  /** Redis Cluster: some of its nodes; the rest are found, MOVED and ASK followed. */
+  cluster?: RedisNode[];
+  /** Sentinels watching the master named `name` (or `masterName`); failovers are followed. */
+  sentinels?: RedisNode[];
+  name?: string;
+  /** ioredis' name for `prefix`. */
+  keyPrefix?: string;
+  /** Milliseconds (or '3s'-style) a connection attempt may take. Default 3000. */
+  connectTimeout?: number | string;
+  /** Milliseconds (or '3s'-style) any call may take, reconnecting included. Default 3000. */
+  commandTimeout?: number | string;
+}
+
+/** Sessions in Redis, in think-session-redis's format; one server, a cluster or Sentinel. */
+export declare class RedisSession extends NativeSession {
+  constructor(options?: RedisSessionOptions, ctx?: object, cookieOptions?: SessionCookieOptions);
+}
+
+export interface RedisStoreOptions {
+  /** `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. Default: from host and port. */
   url?: string;
   /** Default '127.0.0.1'. */
   host?: string;
@@ -146,44 +216,26 @@ export interface RedisSessionOptions extends SessionOptions {
   username?: string;
   password?: string;
   db?: number;
-  /** Redis Cluster: some of its nodes; the rest are found, MOVED and ASK followed. */
-  cluster?: RedisNode[];
-  /** Sentinels watching the master named `name` (or `masterName`); failovers are followed. */
-  sentinels?: RedisNode[];
-  name?: string;
+  /** Redis Cluster: URLs of some of its nodes. */
+  cluster?: string[];
+  /** Sentinel: the Sentinels' URLs; `masterName` names the master they watch. */
+  sentinels?: string[];
   masterName?: string;
-  /** Prepended to each id to make its key (ioredis' `keyPrefix` is read too). Default none. */
+  /** Prepended to each id to make its key. Default none, as think-session-redis. */
   prefix?: string;
-  keyPrefix?: string;
   /** 'thinkjs3' (think-session-redis's records, the default) or 'thinkjs2'. */
   format?: 'thinkjs3' | 'thinkjs2';
-  /** Milliseconds (or '3s'-style) a connection attempt may take. Default 3000. */
-  connectTimeout?: number | string;
-  /** Milliseconds (or '3s'-style) any call may take, reconnecting included. Default 3000. */
-  commandTimeout?: number | string;
-  /** Most bytes of JSON per session; a bigger write rejects with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
+  /** Milliseconds a connection attempt may take. Default 3000. */
+  connectTimeout?: number;
+  /** Milliseconds any call may take, reconnecting included. Default 3000. */
+  commandTimeout?: number;
+  /** Most bytes of JSON per session; a larger write fails with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
   maxBytes?: number;
 }
 
-/** Sessions in Redis, in think-session-redis's format; one server, a cluster or Sentinel. */
-export declare class RedisSession extends NativeSession {
-  constructor(options?: RedisSessionOptions, ctx?: object, cookieOptions?: SessionCookieOptions);
-}
-
-/** The Redis store behind RedisSession, for direct use: JSON text in and out. */
-export declare class RedisStore {
+/** The Redis store behind RedisSession, for direct use: JSON text in and out; gc resolves with 0 (Redis expires keys itself). */
+export declare class RedisStore extends AsyncStore {
   constructor(options?: RedisStoreOptions);
-  readonly slot: number;
-  load(id: string, autoUpdateRate: number): Promise<string | null>;
-  /** As MemoryStore.apply, merged on the server by a script; resolved once Redis has it. */
-  apply(id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>;
-  /** As MemoryStore.touch. */
-  touch(id: string, maxAgeMs: number): Promise<boolean>;
-  destroy(id: string): Promise<void>;
-  /** Moves the live session of `from` to `to` (regeneration); false when `from` has none. */
-  rename(from: string, to: string): Promise<boolean>;
-  /** Redis expires sessions by itself: resolves with 0. */
-  gc(): Promise<number>;
 }
 
 /**
@@ -192,7 +244,22 @@ export declare class RedisStore {
  * 'postgresql' or 'sqlite' (think-session passes it as `type`), else the scheme of `url`,
  * else MySQL when a host, user or database is given, else SQLite in `runtime/session.sqlite`.
  */
-export interface DbSessionOptions extends SessionOptions {
+export interface DbSessionOptions extends SessionOptions, Omit<DbStoreOptions, 'connectTimeout' | 'queryTimeout'> {
+  /** think-mysql's name for `poolSize`. */
+  connectionLimit?: number;
+  /** Milliseconds (or '3s'-style) a connection attempt may take. Default 2000. */
+  connectTimeout?: number | string;
+  /** Milliseconds (or '3s'-style) any call may take, waiting for a connection included. Default 3000. */
+  queryTimeout?: number | string;
+}
+
+/** Sessions in a database table, in think-session-mysql's and ThinkJS 2's layout. */
+export declare class DbSession extends NativeSession {
+  constructor(options?: DbSessionOptions, ctx?: object, cookieOptions?: SessionCookieOptions);
+}
+
+export interface DbStoreOptions {
+  /** 'mysql' (or 'mariadb'), 'postgresql' or 'sqlite'; implied by `url`. */
   type?: string;
   /** `mysql://user:password@host:port/database`, `postgres://…` or `sqlite:path`. */
   url?: string;
@@ -202,40 +269,23 @@ export interface DbSessionOptions extends SessionOptions {
   port?: number;
   user?: string;
   password?: string;
-  /** The database; with SQLite the path of its file. */
+  /** The database; with SQLite, the path of its file (created when missing). */
   database?: string;
-  /** The table is `<prefix>session`: letters, digits and _ only. Default ''. */
+  /** The table is `<prefix>session`; letters, digits and _ only. Default ''. */
   prefix?: string;
-  /** Most connections open at once (think-mysql's `connectionLimit` is read too). Default 10. */
+  /** Most connections open at once. Default 10. */
   poolSize?: number;
-  connectionLimit?: number;
-  /** Milliseconds (or '3s'-style) a connection attempt may take. Default 2000. */
-  connectTimeout?: number | string;
-  /** Milliseconds (or '3s'-style) any call may take, waiting for a connection included. Default 3000. */
-  queryTimeout?: number | string;
+  /** Milliseconds a connection attempt may take. Default 2000. */
+  connectTimeout?: number;
+  /** Milliseconds any call may take, waiting for a connection included. Default 3000. */
+  queryTimeout?: number;
   /** Create the table when it is missing. Default true. */
   createTable?: boolean;
-  /** Most bytes of JSON per session (lowered to what the `data` column holds). Default 1 MiB. */
+  /** Most bytes of JSON per session; a larger write fails with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
   maxBytes?: number;
 }
 
-/** Sessions in a database table, in think-session-mysql's and ThinkJS 2's layout. */
-export declare class DbSession extends NativeSession {
-  constructor(options?: DbSessionOptions, ctx?: object, cookieOptions?: SessionCookieOptions);
-}
-
-/** The database store behind DbSession, for direct use: JSON text in and out. */
-export declare class DbStore {
+/** The database store behind DbSession, for direct use: JSON text in and out; gc deletes expired rows in batches of 1000. */
+export declare class DbStore extends AsyncStore {
   constructor(options?: DbStoreOptions);
-  readonly slot: number;
-  load(id: string, autoUpdateRate: number): Promise<string | null>;
-  /** As MemoryStore.apply, merged by compare-and-set; resolved once the row is committed. */
-  apply(id: string, name: string | null, value: string | null, maxAgeMs: number): Promise<void>;
-  /** As MemoryStore.touch. */
-  touch(id: string, maxAgeMs: number): Promise<boolean>;
-  destroy(id: string): Promise<void>;
-  /** Moves the live session of `from` to `to` (regeneration); false when `from` has none. */
-  rename(from: string, to: string): Promise<boolean>;
-  /** Deletes expired rows in batches of 1000; resolves with how many went. */
-  gc(): Promise<number>;
 }

@@ -43,6 +43,23 @@ impl Error {
         }
     }
 
+    /// The message JavaScript sees: this error and every cause below the one it names
+    /// itself, so a driver's underlying reason (a refused connection under a pool
+    /// timeout, say) is not lost on the way.
+    pub fn message(&self) -> String {
+        let mut message = self.to_string();
+        let mut cause = std::error::Error::source(self).and_then(|s| s.source());
+        while let Some(err) = cause {
+            let text = err.to_string();
+            if !message.contains(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            cause = err.source();
+        }
+        message
+    }
+
     /// The stable code JavaScript sees; documented in the README.
     pub fn code(&self) -> ErrorCode {
         match self {
@@ -52,6 +69,26 @@ impl Error {
             Error::InvalidOption { .. } => ErrorCode::InvalidOption,
             Error::Store { .. } => ErrorCode::Store,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("pool timed out")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn the_message_keeps_every_cause() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let err = Error::store("db", Outer(refused));
+        assert_eq!(err.message(), "db store: pool timed out: refused");
+        assert_eq!(
+            Error::InvalidId("x".into()).message(),
+            "invalid session id: x"
+        );
     }
 }
 

@@ -135,6 +135,11 @@ impl Patch {
         self.set.iter().map(|(k, v)| (k.as_str(), v.get()))
     }
 
+    /// The keys this patch sets, with their JSON text as checked JSON.
+    pub fn set_values(&self) -> impl Iterator<Item = (&str, &RawValue)> {
+        self.set.iter().map(|(k, v)| (k.as_str(), &**v))
+    }
+
     /// The keys this patch removes.
     pub fn removes(&self) -> impl Iterator<Item = &str> {
         self.remove.iter().map(String::as_str)
@@ -215,6 +220,29 @@ impl Patch {
     }
 }
 
+/// The value (JSON text) of key `name` in the data object `data`; of its last
+/// occurrence when the text holds it twice, as JSON.parse reads it.
+pub fn member(data: &str, name: &str) -> Result<Option<String>> {
+    let members = Members::parse(data)
+        .map_err(|e| Error::store("record", format!("stored data is not a JSON object: {e}")))?;
+    Ok(members
+        .0
+        .iter()
+        .rev()
+        .find(|(key, _)| **key == *name.as_bytes())
+        .map(|(_, value)| value.get().to_owned()))
+}
+
+/// The length of `key` written as a JSON string by [`json_key`], without writing it when
+/// it needs no escaping.
+pub fn json_key_len(key: &str) -> usize {
+    if key.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        key.len() + 2
+    } else {
+        json_key(key).len()
+    }
+}
+
 /// `key` as a JSON string, escaped as JSON.stringify escapes it.
 pub fn json_key(key: &str) -> String {
     let mut out = String::with_capacity(key.len() + 2);
@@ -223,7 +251,7 @@ pub fn json_key(key: &str) -> String {
 }
 
 /// Writes `key` as a JSON string. Most keys need no escaping and are copied as they are.
-fn write_key(out: &mut String, key: &str) {
+pub fn write_key(out: &mut String, key: &str) {
     if key.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
         out.push('"');
         out.push_str(key);
@@ -326,6 +354,9 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
+/// Every store's `maxBytes` when none is given: most bytes of JSON per session (G7).
+pub const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
+
 /// The `maxBytes` of a store: room for at least an empty object.
 pub fn check_max_bytes(max_bytes: usize) -> Result<()> {
     if max_bytes < 2 {
@@ -337,7 +368,7 @@ pub fn check_max_bytes(max_bytes: usize) -> Result<()> {
     Ok(())
 }
 
-fn check_max_age(max_age_ms: i64) -> Result<()> {
+pub fn check_max_age(max_age_ms: i64) -> Result<()> {
     if max_age_ms <= 0 {
         return Err(Error::InvalidOption {
             name: "maxAge",

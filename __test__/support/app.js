@@ -57,6 +57,7 @@ const controller = `module.exports = class extends think.Controller {
   }
   async allAction() { this.body = await this.session(); }
   async clearAction() {
+    if (this.get('read')) await this.session(); // think-session-redis clears only a session the request read
     await this.session(null);
     this.body = { ok: true };
   }
@@ -67,13 +68,39 @@ const controller = `module.exports = class extends think.Controller {
     await this.session('regenerated', true);
     this.body = { before, id };
   }
+  // a per-call cookie option: the cookie is sent again with it
+  async cookiepathAction() {
+    await this.session('pathed', true, { cookie: { path: this.get('path') } });
+    this.body = { ok: true };
+  }
+  // this.session(...JSON args): how it answers (a value, a rejection or a synchronous throw)
+  async probeAction() {
+    let pending;
+    try {
+      pending = this.session(...JSON.parse(this.get('args')));
+    } catch (err) {
+      this.body = { threw: err.name, message: err.message };
+      return;
+    }
+    try {
+      this.body = { resolved: (await pending) ?? null };
+    } catch (err) {
+      this.body = { rejected: err.name, message: err.message };
+    }
+  }
 };
 `;
+
+// What src/config/extend.js loads: think-session, or this package's drop-in for it.
+const EXTENDS = ['think-session', 'think-session-native/extend'];
 
 const PRODUCTION = `const path = require('path');
 const Application = require('thinkjs');
 new Application({ ROOT_PATH: __dirname, APP_PATH: path.join(__dirname, 'src'), env: 'production' }).run();
 `;
+
+// Apps this process has installed the tarball into (an app is booted once per extend).
+const withTarball = new Set();
 
 /**
  * Installs (once per set of dependencies, cached in __test__/.apps) an app with this
@@ -88,8 +115,12 @@ function installApp(name, dependencies, files) {
     fs.writeFileSync(path.join(dir, 'package.json'), pkg);
     npmRun(['install'], dir);
     fs.writeFileSync(stamp, pkg);
+    withTarball.delete(dir);
   }
-  npmRun(['install', '--no-save', packTarball()], dir, { ...process.env, PATH: pathWithoutCargo() });
+  if (!withTarball.has(dir)) {
+    npmRun(['install', '--no-save', packTarball()], dir, { ...process.env, PATH: pathWithoutCargo() });
+    withTarball.add(dir);
+  }
   for (const [file, text] of Object.entries(files)) {
     fs.mkdirSync(path.dirname(path.join(dir, file)), { recursive: true });
     fs.writeFileSync(path.join(dir, file), text);
@@ -100,16 +131,18 @@ function installApp(name, dependencies, files) {
 
 /**
  * A ThinkJS 3/4 app of the given version whose session adapter config is `session` (JS
- * source of the `exports.session` value).
+ * source of the `exports.session` value), with `session()` from `extend` (one of EXTENDS).
+ * One installed app serves every extend; `dependencies` are installed beside ThinkJS.
  */
-function prepareApp({ name, thinkjs, session }) {
+function prepareApp({ name, thinkjs, session, extend = 'think-session', dependencies = {} }) {
+  if (!EXTENDS.includes(extend)) throw new Error(`extend must be one of ${EXTENDS.join(', ')}`);
   return installApp(
     `${name}-thinkjs-${thinkjs}`,
-    { thinkjs, 'think-session': '1.1.6' },
+    { thinkjs, 'think-session': '1.1.6', ...dependencies },
     {
       'production.js': PRODUCTION,
       'src/config/config.js': `module.exports = { port: Number(process.env.PORT), host: '127.0.0.1', workers: Number(process.env.WORKERS || 1) };\n`,
-      'src/config/extend.js': `module.exports = [require('think-session')];\n`,
+      'src/config/extend.js': `module.exports = [require('${extend}')];\n`,
       'src/config/middleware.js': `module.exports = ['meta', 'payload', 'router', 'logic', 'controller'];\n`,
       'src/config/adapter.js': `const path = require('path');\nexports.session = ${session};\n`,
       'src/controller/index.js': controller,
@@ -299,4 +332,4 @@ async function bootApp(dir, { workers = 1, env = {} } = {}) {
   return { url, output, stop };
 }
 
-module.exports = { prepareApp, prepareThinkjs2App, bootApp, packTarball, pathWithoutCargo, freePort };
+module.exports = { EXTENDS, prepareApp, prepareThinkjs2App, bootApp, packTarball, pathWithoutCargo, freePort };

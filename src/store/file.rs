@@ -28,9 +28,36 @@ use serde_json::value::RawValue;
 use crate::error::{Error, Result};
 use crate::id::{self, SessionId};
 use crate::session::{check_max_bytes, Patch, Record};
-use crate::store::SessionStore;
+use crate::store::{options, Format, Loaded, Runs, SessionStore};
 
-pub const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
+/// The store's options as JavaScript names them (think-session-file's, and ThinkJS 2's
+/// layout).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Config {
+    /// The folder of the session files; an absolute path.
+    session_path: PathBuf,
+    format: Option<String>,
+    /// With 'thinkjs2': how many leading characters of the id become folders. Default 1.
+    path_depth: Option<f64>,
+    max_bytes: Option<f64>,
+}
+
+/// The store registered as "file".
+pub fn open(json: &str) -> Result<Box<dyn SessionStore>> {
+    let config: Config = options::parse("file", json)?;
+    let layout = match options::format(config.format.as_deref())? {
+        Format::ThinkJs3 => Layout::ThinkJs3,
+        Format::ThinkJs2 => Layout::ThinkJs2 {
+            depth: options::count("pathDepth", config.path_depth, 1)?,
+        },
+    };
+    Ok(Box::new(FileStore::new(FileOptions {
+        root: config.session_path,
+        layout,
+        max_bytes: options::max_bytes(config.max_bytes)?,
+    })?))
+}
 const TEMP_SUFFIX: &str = ".tmp";
 const ASIDE_SUFFIX: &str = ".old";
 
@@ -299,13 +326,16 @@ impl FileStore {
         id: &SessionId,
         now_ms: i64,
         rate: f64,
-    ) -> Result<Option<(String, bool)>> {
+    ) -> Result<Option<Loaded>> {
         let path = self.path_of(id);
         let Some(record) = self.read(&path)?.filter(|r| r.is_live(now_ms)) else {
             return Ok(None);
         };
         if !record.needs_refresh(now_ms, rate) {
-            return Ok(Some((record.data, false)));
+            return Ok(Some(Loaded {
+                data: record.data,
+                refreshed: false,
+            }));
         }
         self.with_live_locked(&path, now_ms, |current, now_ms| match current {
             Some(mut current) => {
@@ -313,7 +343,10 @@ impl FileStore {
                 if refreshed {
                     self.write(&path, &current)?;
                 }
-                Ok(Some((current.data, refreshed)))
+                Ok(Some(Loaded {
+                    data: current.data,
+                    refreshed,
+                }))
             }
             None => Ok(None),
         })
@@ -477,6 +510,20 @@ fn aside_path(path: &Path) -> PathBuf {
 
 #[async_trait]
 impl SessionStore for FileStore {
+    fn runs(&self) -> Runs {
+        Runs::Blocking
+    }
+
+    /// Only a refresh takes the lock.
+    async fn load_data(
+        &self,
+        id: &SessionId,
+        now_ms: i64,
+        auto_update_rate: f64,
+    ) -> Result<Option<Loaded>> {
+        self.load_data_blocking(id, now_ms, auto_update_rate)
+    }
+
     async fn load(&self, id: &SessionId, now_ms: i64) -> Result<Option<Record>> {
         self.load_blocking(id, now_ms)
     }
@@ -505,6 +552,7 @@ impl SessionStore for FileStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::DEFAULT_MAX_BYTES;
 
     fn store(dir: &Path, layout: Layout) -> FileStore {
         FileStore::new(FileOptions {

@@ -1,19 +1,39 @@
 //! In-process store: records live in Rust memory, off the V8 heap, bounded by a number
-//! of entries (least recently used goes first) and a size per record (G7).
+//! of entries (least recently used goes first) and a size per record (G7). Each session
+//! keeps its keys apart, so a request that reads or writes one key costs the same however
+//! much else the session holds.
 
 use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use indexmap::IndexMap;
 use lru::LruCache;
+use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
 use crate::id::SessionId;
-use crate::session::{check_max_bytes, Patch, Record};
-use crate::store::SessionStore;
+use crate::session::{check_max_bytes, json_key_len, write_key, Patch, Record, DEFAULT_MAX_BYTES};
+use crate::store::{options, Loaded, LoadedKey, Runs, SessionStore};
 
 pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
-pub const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
+
+/// The store's options as JavaScript names them.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Config {
+    max_entries: Option<f64>,
+    max_bytes: Option<f64>,
+}
+
+/// The store registered as "memory".
+pub fn open(json: &str) -> Result<Box<dyn SessionStore>> {
+    let config: Config = options::parse("memory", json)?;
+    Ok(Box::new(MemoryStore::new(MemoryOptions {
+        max_entries: options::count("maxEntries", config.max_entries, DEFAULT_MAX_ENTRIES)?,
+        max_bytes: options::max_bytes(config.max_bytes)?,
+    })?))
+}
 
 /// Below this many entries one shard keeps the LRU order exact; above it, shards let gc
 /// lock a slice at a time and keep eviction close to global LRU.
@@ -35,8 +55,114 @@ impl Default for MemoryOptions {
     }
 }
 
+/// One session: its keys in the order JSON.stringify writes them (a new key goes last, a
+/// changed one keeps its place), each value the exact JSON text it was written with.
+#[derive(Clone)]
+struct Entry {
+    keys: IndexMap<Box<str>, Box<RawValue>, foldhash::fast::RandomState>,
+    /// The length of the data as one JSON object text, kept as keys change.
+    bytes: usize,
+    expires_at_ms: i64,
+    max_age_ms: i64,
+}
+
+impl Entry {
+    fn new() -> Self {
+        Entry {
+            keys: IndexMap::default(),
+            bytes: 2,
+            expires_at_ms: 0,
+            max_age_ms: 0,
+        }
+    }
+
+    fn is_live(&self, now_ms: i64) -> bool {
+        self.expires_at_ms > now_ms
+    }
+
+    /// As [`Record::needs_refresh`], refreshing when due; true when it did.
+    fn refresh_if_due(&mut self, now_ms: i64, rate: f64) -> bool {
+        let due =
+            rate > 0.0 && ((self.expires_at_ms - now_ms) as f64) < rate * self.max_age_ms as f64;
+        if due {
+            self.expires_at_ms = now_ms.saturating_add(self.max_age_ms);
+        }
+        due
+    }
+
+    /// The data as JSON object text.
+    fn data(&self) -> String {
+        let mut out = String::with_capacity(self.bytes);
+        out.push('{');
+        for (i, (key, value)) in self.keys.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_key(&mut out, key);
+            out.push(':');
+            out.push_str(value.get());
+        }
+        out.push('}');
+        out
+    }
+
+    fn record(&self) -> Record {
+        Record {
+            data: self.data(),
+            expires_at_ms: self.expires_at_ms,
+            max_age_ms: self.max_age_ms,
+        }
+    }
+
+    /// Merges `patch` (G2) and moves the expiry, or changes nothing when the data would
+    /// grow past `max_bytes` (G7). Costs what the patch touches, not what the session holds.
+    fn apply(&mut self, patch: &Patch, now_ms: i64, max_bytes: usize) -> Result<()> {
+        // The length of the data once the patch is in: members and the commas between them.
+        let member = |key: &str, value: &RawValue| json_key_len(key) + 1 + value.get().len();
+        let mut members = self.bytes - 2 - self.keys.len().saturating_sub(1);
+        let mut count = self.keys.len();
+        for name in patch.removes() {
+            if let Some(value) = self.keys.get(name) {
+                members -= member(name, value);
+                count -= 1;
+            }
+        }
+        for (name, value) in patch.set_values() {
+            match self.keys.get(name) {
+                Some(old) => members = members - old.get().len() + value.get().len(),
+                None => {
+                    members += member(name, value);
+                    count += 1;
+                }
+            }
+        }
+        let bytes = 2 + members + count.saturating_sub(1);
+        if bytes > max_bytes {
+            return Err(Error::TooLarge {
+                size: bytes,
+                limit: max_bytes,
+            });
+        }
+        for name in patch.removes() {
+            self.keys.shift_remove(name);
+        }
+        for (name, value) in patch.set_values() {
+            match self.keys.get_mut(name) {
+                Some(old) => *old = value.to_owned(),
+                None => {
+                    self.keys.insert(name.into(), value.to_owned());
+                }
+            }
+        }
+        self.bytes = bytes;
+        self.max_age_ms = patch.max_age_ms;
+        self.expires_at_ms = now_ms.saturating_add(patch.max_age_ms);
+        Ok(())
+    }
+}
+
 pub struct MemoryStore {
-    shards: Box<[Mutex<LruCache<SessionId, Record>>]>,
+    shards: Box<[Mutex<LruCache<SessionId, Entry>>]>,
     /// Seeded per store, so no one can pick ids that all land in one shard.
     shard_hasher: foldhash::fast::RandomState,
     entries_per_shard: usize,
@@ -75,10 +201,10 @@ impl MemoryStore {
         }
     }
 
-    fn shard(&self, id: &SessionId) -> MutexGuard<'_, LruCache<SessionId, Record>> {
+    fn shard(&self, id: &SessionId) -> MutexGuard<'_, LruCache<SessionId, Entry>> {
         let index = self.shard_index(id);
-        // A panic while holding the lock cannot leave a record half-written (records are
-        // replaced whole), so a poisoned lock is still safe to use.
+        // A panic while holding the lock cannot leave a record half-written (an entry
+        // changes only after every check has passed), so a poisoned lock is still safe.
         self.shards[index]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -89,7 +215,7 @@ impl MemoryStore {
         &self,
         id: &SessionId,
         now_ms: i64,
-        f: impl FnOnce(&mut Record) -> T,
+        f: impl FnOnce(&mut Entry) -> T,
     ) -> Option<T> {
         let mut shard = self.shard(id);
         match shard.get_mut(id) {
@@ -103,34 +229,43 @@ impl MemoryStore {
     }
 
     pub fn load_now(&self, id: &SessionId, now_ms: i64) -> Option<Record> {
-        self.with_live(id, now_ms, |record| record.clone())
+        self.with_live(id, now_ms, |entry| entry.record())
     }
 
-    /// Hands the data of the live record (JSON text) to `f`, refreshing its expiry under
-    /// the same lock when `auto_update_rate` says so; the flag tells `f` whether it did.
-    /// The text is lent, not copied: the caller turns it into what it needs in place.
-    pub fn load_data<T>(
+    /// The live data, refreshing its expiry under the same lock when `auto_update_rate`
+    /// says so.
+    pub fn load_data_now(&self, id: &SessionId, now_ms: i64, rate: f64) -> Option<Loaded> {
+        self.with_live(id, now_ms, |entry| Loaded {
+            refreshed: entry.refresh_if_due(now_ms, rate),
+            data: entry.data(),
+        })
+    }
+
+    /// One key of the live session, refreshing as [`MemoryStore::load_data_now`] does.
+    pub fn load_key_now(
         &self,
         id: &SessionId,
+        name: &str,
         now_ms: i64,
-        auto_update_rate: f64,
-        f: impl FnOnce(&str, bool) -> T,
-    ) -> Option<T> {
-        self.with_live(id, now_ms, |record| {
-            let refreshed = record.refresh_if_due(now_ms, auto_update_rate);
-            f(&record.data, refreshed)
+        rate: f64,
+    ) -> Option<LoadedKey> {
+        self.with_live(id, now_ms, |entry| LoadedKey {
+            refreshed: entry.refresh_if_due(now_ms, rate),
+            value: entry.keys.get(name).map(|value| value.get().to_owned()),
         })
     }
 
     pub fn apply_patch_now(&self, id: &SessionId, patch: &Patch, now_ms: i64) -> Result<()> {
         let mut shard = self.shard(id);
-        if let Some(record) = shard.get_mut(id) {
-            let current = Some(&*record).filter(|r| r.is_live(now_ms));
-            *record = patch.apply_to(current, now_ms, self.max_bytes)?;
-            return Ok(());
+        if let Some(entry) = shard.get_mut(id) {
+            if !entry.is_live(now_ms) {
+                *entry = Entry::new();
+            }
+            return entry.apply(patch, now_ms, self.max_bytes);
         }
-        let record = patch.apply_to(None, now_ms, self.max_bytes)?;
-        shard.put(id.clone(), record);
+        let mut entry = Entry::new();
+        entry.apply(patch, now_ms, self.max_bytes)?;
+        shard.put(id.clone(), entry);
         while shard.len() > self.entries_per_shard {
             shard.pop_lru();
         }
@@ -138,9 +273,13 @@ impl MemoryStore {
     }
 
     pub fn touch_now(&self, id: &SessionId, max_age_ms: i64, now_ms: i64) -> Result<bool> {
-        self.with_live(id, now_ms, |record| record.extend(now_ms, max_age_ms))
-            .transpose()
-            .map(|touched| touched.is_some())
+        crate::session::check_max_age(max_age_ms)?;
+        Ok(self
+            .with_live(id, now_ms, |entry| {
+                entry.max_age_ms = max_age_ms;
+                entry.expires_at_ms = now_ms.saturating_add(max_age_ms);
+            })
+            .is_some())
     }
 
     pub fn destroy_now(&self, id: &SessionId) {
@@ -216,6 +355,34 @@ impl MemoryStore {
 
 #[async_trait]
 impl SessionStore for MemoryStore {
+    fn runs(&self) -> Runs {
+        Runs::Inline
+    }
+
+    fn size(&self) -> Option<usize> {
+        Some(self.len())
+    }
+
+    /// The read and its refresh under one lock.
+    async fn load_data(
+        &self,
+        id: &SessionId,
+        now_ms: i64,
+        auto_update_rate: f64,
+    ) -> Result<Option<Loaded>> {
+        Ok(self.load_data_now(id, now_ms, auto_update_rate))
+    }
+
+    async fn load_key(
+        &self,
+        id: &SessionId,
+        name: &str,
+        now_ms: i64,
+        auto_update_rate: f64,
+    ) -> Result<Option<LoadedKey>> {
+        Ok(self.load_key_now(id, name, now_ms, auto_update_rate))
+    }
+
     async fn load(&self, id: &SessionId, now_ms: i64) -> Result<Option<Record>> {
         Ok(self.load_now(id, now_ms))
     }
@@ -318,11 +485,68 @@ mod tests {
     fn load_data_refreshes_once_past_the_rate() {
         let store = MemoryStore::new(MemoryOptions::default()).unwrap();
         set(&store, 1, &[("a", "1")], 0); // expires at 1000
-        let load = |now| store.load_data(&id(1), now, 0.5, |d, r| (d.to_owned(), r));
+        let load = |now| {
+            store
+                .load_data_now(&id(1), now, 0.5)
+                .map(|l| (l.data, l.refreshed))
+        };
         assert_eq!(load(400), Some((r#"{"a":1}"#.into(), false)));
         assert_eq!(load(600), Some((r#"{"a":1}"#.into(), true)));
         assert_eq!(store.load_now(&id(1), 1_500).unwrap().expires_at_ms, 1_600);
         assert_eq!(load(1_600), None, "expired");
+    }
+
+    #[test]
+    fn keys_keep_their_place_and_the_size_stays_exact() {
+        let store = MemoryStore::new(MemoryOptions::default()).unwrap();
+        let steps: &[&[(&str, &str)]] = &[
+            &[("a", "1"), ("b\"q\n", r#""x""#), ("c", "[1,2]")],
+            &[("a", "null"), ("d", "{}")],
+            &[("b\"q\n", "2.50"), ("a", "true")],
+            &[
+                ("c", "null"),
+                ("d", "null"),
+                ("b\"q\n", "null"),
+                ("a", "null"),
+            ],
+            &[("e", "1e+21")],
+        ];
+        let expected = [
+            r#"{"a":1,"b\"q\n":"x","c":[1,2]}"#,
+            r#"{"b\"q\n":"x","c":[1,2],"d":{}}"#,
+            r#"{"b\"q\n":2.50,"c":[1,2],"d":{},"a":true}"#,
+            r#"{}"#,
+            r#"{"e":1e+21}"#,
+        ];
+        for (changes, expected) in steps.iter().zip(expected) {
+            set(&store, 1, changes, 0);
+            let shard = store.shard(&id(1));
+            let entry = shard.peek(&id(1)).unwrap();
+            assert_eq!(entry.data(), expected);
+            assert_eq!(entry.bytes, expected.len(), "{expected}");
+        }
+    }
+
+    #[test]
+    fn one_key_is_read_without_the_rest() {
+        let store = MemoryStore::new(MemoryOptions::default()).unwrap();
+        set(&store, 1, &[("a", "1"), ("big", r#""0123456789""#)], 0); // expires at 1000
+        let key = |name, now| store.load_key_now(&id(1), name, now, 0.5);
+        let loaded = key("a", 100).unwrap();
+        assert_eq!(
+            (loaded.value.as_deref(), loaded.refreshed),
+            (Some("1"), false)
+        );
+        assert_eq!(
+            key("none", 100).unwrap().value,
+            None,
+            "a live session without the key"
+        );
+        assert!(key("a", 600).unwrap().refreshed);
+        assert!(
+            store.load_key_now(&id(2), "a", 100, 0.5).is_none(),
+            "no session"
+        );
     }
 
     #[test]

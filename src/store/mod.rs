@@ -1,9 +1,10 @@
-//! The store contract. Each store lives in its own module and implements
-//! [`SessionStore`]; everything above (bindings, glue) works with any of them.
+//! The store contract. Each store lives in its own module, implements [`SessionStore`]
+//! and is registered by name in [`open`]; everything above (bindings, glue) works with
+//! any of them through the trait alone.
 
 use async_trait::async_trait;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::SessionId;
 use crate::session::{Patch, Record};
 
@@ -11,8 +12,27 @@ use crate::session::{Patch, Record};
 pub mod db;
 pub mod file;
 pub mod memory;
+pub mod options;
 #[cfg(feature = "redis")]
 pub mod redis;
+
+/// Opens a store by the name JavaScript gives it, from its options as JSON text (the
+/// option names of the store's JS peer, camelCase). The one list of stores: adding a
+/// store is a module and a line here.
+pub fn open(kind: &str, options: &str) -> Result<Box<dyn SessionStore>> {
+    match kind {
+        "memory" => memory::open(options),
+        "file" => file::open(options),
+        #[cfg(feature = "redis")]
+        "redis" => redis::open(options),
+        #[cfg(feature = "db")]
+        "db" => db::open(options),
+        other => Err(Error::InvalidOption {
+            name: "kind",
+            reason: format!("{other:?} is not a store: 'memory', 'file', 'redis' or 'db'"),
+        }),
+    }
+}
 
 /// Which framework's records a store reads and writes, for stores that keep both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +43,46 @@ pub enum Format {
     ThinkJs2,
 }
 
+/// Where a store's calls run, which decides what a call costs the JavaScript thread
+/// (ARCHITECTURE.md, "Performance shape").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runs {
+    /// In memory, shorter than a thread hop: on the caller's thread, every future ready
+    /// at its first poll.
+    Inline,
+    /// Blocking system calls (files): on a worker thread, every future ready at its
+    /// first poll.
+    Blocking,
+    /// Network I/O: on the I/O runtime.
+    Io,
+}
+
+/// A live session's data as a read hands it over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    /// The data object as JSON text.
+    pub data: String,
+    /// The read also moved the expiry forward (think-session's autoUpdate), so the
+    /// cookie should be sent again.
+    pub refreshed: bool,
+}
+
+/// One key of a live session as a read hands it over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedKey {
+    /// The key's value as JSON text; none when the session has no such key.
+    pub value: Option<String>,
+    /// As [`Loaded::refreshed`].
+    pub refreshed: bool,
+}
+
 #[async_trait]
 pub trait SessionStore: Send + Sync {
+    /// Where this store's calls run; see [`Runs`].
+    fn runs(&self) -> Runs {
+        Runs::Io
+    }
+
     /// The live record of `id`, or `None` when it is missing or has expired (G6).
     async fn load(&self, id: &SessionId, now_ms: i64) -> Result<Option<Record>>;
 
@@ -46,16 +104,44 @@ pub trait SessionStore: Send + Sync {
     /// Removes every record expired at `now_ms` and returns how many went.
     async fn gc(&self, now_ms: i64) -> Result<u64>;
 
-    /// The live data as JSON text, and whether reading it also refreshed its expiry
-    /// (think-session's autoUpdate: once less than `auto_update_rate` of the record's
-    /// lifetime is left).
+    /// Lets go of the store's connections; every later call fails. Stores without any
+    /// have nothing to do.
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Records held, live or not yet collected, where the store can tell at no cost.
+    fn size(&self) -> Option<usize> {
+        None
+    }
+
+    /// The live data, refreshing its expiry once less than `auto_update_rate` of the
+    /// record's lifetime is left (think-session's autoUpdate).
     async fn load_data(
         &self,
         id: &SessionId,
         now_ms: i64,
         auto_update_rate: f64,
-    ) -> Result<Option<(String, bool)>> {
+    ) -> Result<Option<Loaded>> {
         load_refreshing(self, id, now_ms, auto_update_rate).await
+    }
+
+    /// One key of the live session, refreshing as [`SessionStore::load_data`] does. A
+    /// store that keeps keys apart answers without reading the rest of the session.
+    async fn load_key(
+        &self,
+        id: &SessionId,
+        name: &str,
+        now_ms: i64,
+        auto_update_rate: f64,
+    ) -> Result<Option<LoadedKey>> {
+        let Some(loaded) = self.load_data(id, now_ms, auto_update_rate).await? else {
+            return Ok(None);
+        };
+        Ok(Some(LoadedKey {
+            value: crate::session::member(&loaded.data, name)?,
+            refreshed: loaded.refreshed,
+        }))
     }
 }
 
@@ -65,14 +151,40 @@ pub async fn load_refreshing<S: SessionStore + ?Sized>(
     id: &SessionId,
     now_ms: i64,
     auto_update_rate: f64,
-) -> Result<Option<(String, bool)>> {
+) -> Result<Option<Loaded>> {
     let Some(record) = store.load(id, now_ms).await? else {
         return Ok(None);
     };
     let refreshed = record.needs_refresh(now_ms, auto_update_rate)
         && store.touch(id, record.max_age_ms, now_ms).await?;
-    Ok(Some((record.data, refreshed)))
+    Ok(Some(Loaded {
+        data: record.data,
+        refreshed,
+    }))
 }
 
 #[cfg(test)]
 pub(crate) mod conformance;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_stores_by_name_and_refuses_others() {
+        let store = open("memory", r#"{"maxEntries":10}"#).unwrap();
+        assert_eq!(store.runs(), Runs::Inline);
+        let dir = tempfile::tempdir().unwrap();
+        let options = serde_json::json!({ "sessionPath": dir.path() }).to_string();
+        assert_eq!(open("file", &options).unwrap().runs(), Runs::Blocking);
+        let err = open("oracle", "{}").err().unwrap();
+        assert!(
+            err.to_string().contains("\"oracle\" is not a store"),
+            "{err}"
+        );
+        let err = open("memory", r#"{"maxEntrys":10}"#).err().unwrap();
+        assert!(err.to_string().contains("maxEntrys"), "{err}");
+        let err = open("memory", r#"{"maxEntries":0.5}"#).err().unwrap();
+        assert!(err.to_string().contains("maxEntries"), "{err}");
+    }
+}

@@ -19,9 +19,8 @@ use tokio::sync::{Mutex, OnceCell};
 use crate::error::{Error, Result};
 use crate::id::SessionId;
 use crate::session::{check_max_bytes, json_key, Patch, Record};
-use crate::store::{load_refreshing, Format, SessionStore};
+use crate::store::{load_refreshing, options, Format, Loaded, SessionStore};
 
-pub const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -79,6 +78,97 @@ pub struct RedisOptions {
     /// The longest any call takes before it fails (G3), reconnecting included.
     pub command_timeout: Duration,
     pub max_bytes: usize,
+}
+
+/// The store's options as JavaScript names them (the glue maps ioredis's names onto these).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Config {
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS.
+    url: Option<String>,
+    host: Option<String>,
+    port: Option<f64>,
+    username: Option<String>,
+    password: Option<String>,
+    db: Option<f64>,
+    /// Redis Cluster: URLs of some of its nodes.
+    cluster: Option<Vec<String>>,
+    /// Sentinel: the Sentinels' URLs; `masterName` names the master they watch.
+    sentinels: Option<Vec<String>>,
+    master_name: Option<String>,
+    prefix: Option<String>,
+    format: Option<String>,
+    connect_timeout: Option<f64>,
+    command_timeout: Option<f64>,
+    max_bytes: Option<f64>,
+}
+
+/// The store registered as "redis". Must run inside the tokio runtime that will drive
+/// its connections; nothing connects until the first call.
+pub fn open(json: &str) -> Result<Box<dyn SessionStore>> {
+    let config: Config = options::parse("redis", json)?;
+    let target = match (config.cluster, config.sentinels) {
+        (Some(_), Some(_)) => {
+            return Err(Error::InvalidOption {
+                name: "cluster",
+                reason: "give `cluster` or `sentinels`, not both".into(),
+            })
+        }
+        (Some(nodes), None) if nodes.is_empty() => {
+            return Err(Error::InvalidOption {
+                name: "cluster",
+                reason: "lists no node".into(),
+            })
+        }
+        (Some(nodes), None) => Target::Cluster(nodes),
+        (None, Some(sentinels)) => Target::Sentinel {
+            master: config.master_name.ok_or(Error::InvalidOption {
+                name: "masterName",
+                reason: "`sentinels` need the name of the master they watch".into(),
+            })?,
+            sentinels,
+        },
+        (None, None) => Target::Server(config.url.unwrap_or_else(|| {
+            let host = config.host.as_deref().unwrap_or("127.0.0.1");
+            let port = config.port.unwrap_or(6379.0);
+            if host.contains(':') {
+                format!("redis://[{host}]:{port}")
+            } else {
+                format!("redis://{host}:{port}")
+            }
+        })),
+    };
+    let db = match config.db {
+        None => None,
+        Some(db) if db.fract() == 0.0 && (0.0..=1e6).contains(&db) => Some(db as i64),
+        Some(db) => {
+            return Err(Error::InvalidOption {
+                name: "db",
+                reason: format!("{db} is not a database number"),
+            })
+        }
+    };
+    // TLS needs a process-wide crypto provider; one may be installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Ok(Box::new(RedisStore::new(RedisOptions {
+        target,
+        username: config.username,
+        password: config.password.filter(|p| !p.is_empty()),
+        db,
+        prefix: config.prefix.unwrap_or_default(),
+        format: options::format(config.format.as_deref())?,
+        connect_timeout: options::millis(
+            "connectTimeout",
+            config.connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT,
+        )?,
+        command_timeout: options::millis(
+            "commandTimeout",
+            config.command_timeout,
+            DEFAULT_COMMAND_TIMEOUT,
+        )?,
+        max_bytes: options::max_bytes(config.max_bytes)?,
+    })?))
 }
 
 pub struct RedisStore {
@@ -342,7 +432,7 @@ impl SessionStore for RedisStore {
         id: &SessionId,
         now_ms: i64,
         auto_update_rate: f64,
-    ) -> Result<Option<(String, bool)>> {
+    ) -> Result<Option<Loaded>> {
         let read = load_refreshing(self, id, now_ms, auto_update_rate);
         match tokio::time::timeout(self.command_timeout, read).await {
             Ok(result) => result,

@@ -13,10 +13,20 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 /// drop idle connections silently, and a dead one would cost a query its whole timeout.
 const IDLE_LIMIT: Duration = Duration::from_secs(120);
 
+/// A connection is closed once this old, however busy: server-side state that grows per
+/// connection is let go, and a moved server (DNS, failover) is reached anew.
+const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
+
+/// A connection and when it was made.
+struct Made<C> {
+    conn: C,
+    at: Instant,
+}
+
 pub struct Pool<C: Connection> {
     options: C::Options,
     /// Idle connections, with when each was last used.
-    idle: Mutex<Vec<(C, Instant)>>,
+    idle: Mutex<Vec<(Made<C>, Instant)>>,
     /// One permit per connection that may be open at once.
     slots: Semaphore,
     connect_timeout: Duration,
@@ -40,7 +50,7 @@ impl<C: Connection> Pool<C> {
             .await
             .map_err(|_| sqlx::Error::PoolClosed)?;
         let (conn, reused) = match self.take_idle() {
-            Some(conn) => (conn, true),
+            Some(made) => (made, true),
             None => (self.connect().await?, false),
         };
         Ok(Lease {
@@ -52,20 +62,36 @@ impl<C: Connection> Pool<C> {
         })
     }
 
-    /// The most recently used idle connection; those idle too long are closed.
-    fn take_idle(&self) -> Option<C> {
+    /// The most recently used idle connection; those idle too long or past their lifetime
+    /// are closed.
+    fn take_idle(&self) -> Option<Made<C>> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.retain(|(_, since)| since.elapsed() < IDLE_LIMIT);
-        idle.pop().map(|(conn, _)| conn)
+        idle.retain(|(made, since)| {
+            since.elapsed() < IDLE_LIMIT && made.at.elapsed() < MAX_LIFETIME
+        });
+        idle.pop().map(|(made, _)| made)
+    }
+
+    /// Closes the pool: calls waiting for a connection and every later call fail, idle
+    /// connections are closed, and those lent out close when their call ends.
+    pub async fn close(&self) {
+        self.slots.close();
+        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
+        for (made, _) in idle {
+            let _ = made.conn.close().await;
+        }
     }
 
     fn forget_idle(&self) {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
-    async fn connect(&self) -> sqlx::Result<C> {
+    async fn connect(&self) -> sqlx::Result<Made<C>> {
         match tokio::time::timeout(self.connect_timeout, self.options.connect()).await {
-            Ok(result) => result,
+            Ok(result) => result.map(|conn| Made {
+                conn,
+                at: Instant::now(),
+            }),
             Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 format!(
@@ -81,7 +107,7 @@ impl<C: Connection> Pool<C> {
 /// completed: a call cut off by a timeout leaves it in an unknown state, and it is closed.
 pub struct Lease<'a, C: Connection> {
     pool: &'a Pool<C>,
-    conn: Option<C>,
+    conn: Option<Made<C>>,
     reused: bool,
     done: bool,
     _slot: SemaphorePermit<'a>,
@@ -89,9 +115,11 @@ pub struct Lease<'a, C: Connection> {
 
 impl<C: Connection> Lease<'_, C> {
     pub fn conn(&mut self) -> &mut C {
-        self.conn
+        &mut self
+            .conn
             .as_mut()
             .expect("a lease holds its connection until dropped")
+            .conn
     }
 
     /// Looks at a query's result: true when the query should run again, on a new
@@ -117,12 +145,14 @@ impl<C: Connection> Lease<'_, C> {
 impl<C: Connection> Drop for Lease<'_, C> {
     fn drop(&mut self) {
         match self.conn.take() {
-            Some(conn) if self.done => self
+            // A closed pool keeps nothing.
+            Some(_) if self.pool.slots.is_closed() => {}
+            Some(made) if self.done => self
                 .pool
                 .idle
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push((conn, Instant::now())),
+                .push((made, Instant::now())),
             // A reused connection cut off by the timeout: the others may hang the same way
             // (a dropped network path), so none is trusted again.
             Some(_) if self.reused => self.pool.forget_idle(),

@@ -1,118 +1,66 @@
-//! Where network stores do their I/O: one current_thread tokio runtime on a thread of its
-//! own. On napi's multi-thread runtime every socket wake-up crossed threads and cost more
-//! than the request (design section 6); here the I/O and its wake-ups stay on one thread,
-//! and each finished call crosses back to JavaScript once, through one threadsafe
-//! function shared by all calls, to settle its promise.
-//!
-//! Calls reach the I/O thread through a queue. Waking a sleeping thread costs tens of
-//! microseconds on a busy machine, about a Redis round trip, so while only a few calls
-//! are in flight the thread keeps polling for a short while after its last work instead
-//! of sleeping: a request's next call (the write after the read) then finds it awake.
-//! With many calls in flight it sleeps between events as usual and the CPU stays with
-//! JavaScript and the server. A process allowed only one CPU never polls: there the
-//! polling would take the core from the JavaScript thread it waits for.
+//! Promises settled from other threads. A call on the I/O runtime settles through one
+//! threadsafe function shared by all calls; a call on the libuv pool is a napi task.
+//! Either way a failure rejects with an Error carrying the package's code and its cause,
+//! as synchronous calls throw.
 
 use std::ffi::c_void;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{LazyLock, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use futures_util::FutureExt;
-use napi::bindgen_prelude::ToNapiValue;
-use napi::{sys, Env};
-use tokio::runtime::Handle;
-use tokio::sync::Notify;
+use napi::bindgen_prelude::{AsyncTask, ToNapiValue, TypeName};
+use napi::{sys, Env, JsError, Status, Task};
 
+use super::runtime::{runtime, submit};
 use super::Result;
 use crate::error::{Error, ErrorCode};
 
-/// How long the I/O thread stays awake after its last work while few calls are in flight.
-const STAY_AWAKE: Duration = Duration::from_micros(200);
-/// Above this many calls in flight, events come often enough to sleep between them.
-const STAY_AWAKE_MAX_IN_FLIGHT: usize = 2;
+/// A store call for the libuv thread pool, off the JS thread.
+pub struct Blocking<T> {
+    work: Option<Box<dyn FnOnce() -> crate::Result<T> + Send>>,
+    failure: Option<ErrorCode>,
+}
 
-type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub fn blocking<T: ToNapiValue + TypeName + Send + 'static>(
+    work: impl FnOnce() -> crate::Result<T> + Send + 'static,
+) -> AsyncTask<Blocking<T>> {
+    AsyncTask::new(Blocking {
+        work: Some(Box::new(work)),
+        failure: None,
+    })
+}
 
-static QUEUE: Mutex<Vec<Job>> = Mutex::new(Vec::new());
-static ASLEEP: AtomicBool = AtomicBool::new(false);
-static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
-static WAKE: LazyLock<Notify> = LazyLock::new(Notify::new);
+impl<T: ToNapiValue + TypeName + Send + 'static> Task for Blocking<T> {
+    type Output = T;
+    type JsValue = T;
 
-/// The runtime's handle (clients are made inside it); the thread driving it lives as
-/// long as the process.
-pub fn runtime() -> crate::Result<&'static Handle> {
-    static RUNTIME: OnceLock<std::result::Result<Handle, String>> = OnceLock::new();
-    RUNTIME
-        .get_or_init(|| {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            let handle = runtime.handle().clone();
-            std::thread::Builder::new()
-                .name("think-session-io".into())
-                .spawn(move || runtime.block_on(take_jobs()))
-                .map_err(|e| e.to_string())?;
-            Ok(handle)
+    fn compute(&mut self) -> napi::Result<T> {
+        let work = self
+            .work
+            .take()
+            .ok_or_else(|| napi::Error::new(Status::GenericFailure, "a store task ran twice"))?;
+        work().map_err(|err| {
+            self.failure = Some(err.code());
+            napi::Error::new(Status::GenericFailure, err.message())
         })
-        .as_ref()
-        .map_err(|e| Error::store("runtime", format!("cannot start the I/O thread: {e}")))
-}
-
-fn queue() -> std::sync::MutexGuard<'static, Vec<Job>> {
-    QUEUE.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// From the JavaScript thread: queues a call, waking the I/O thread only if it sleeps.
-fn submit(job: Job) {
-    queue().push(job);
-    // SeqCst on both sides: either this sees ASLEEP, or the I/O thread sees the job. The
-    // first call after it fell asleep wakes it; the calls behind that one need not.
-    if ASLEEP.swap(false, Ordering::SeqCst) {
-        WAKE.notify_one();
     }
-}
 
-/// Counts a call out of [`IN_FLIGHT`] however its task ends.
-struct InFlight;
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    fn resolve(&mut self, _env: Env, output: T) -> napi::Result<T> {
+        Ok(output)
     }
-}
 
-/// The I/O thread's main task: starts queued calls as tasks of their own.
-async fn take_jobs() {
-    let stay_awake = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
-    let mut last_work = Instant::now();
-    loop {
-        let jobs = std::mem::take(&mut *queue());
-        let in_flight = IN_FLIGHT.load(Ordering::SeqCst);
-        if !jobs.is_empty() || in_flight > 0 {
-            last_work = Instant::now();
+    fn reject(&mut self, env: Env, err: napi::Error) -> napi::Result<T> {
+        match self.failure {
+            Some(code) => {
+                let error =
+                    JsError::from(napi::Error::new(code, err.reason.clone())).into_unknown(env);
+                Err(napi::Error::from(error))
+            }
+            None => Err(err),
         }
-        for job in jobs {
-            IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let _counted = InFlight;
-                job.await;
-            });
-        }
-        if stay_awake && in_flight <= STAY_AWAKE_MAX_IN_FLIGHT && last_work.elapsed() < STAY_AWAKE {
-            tokio::task::yield_now().await; // lets the calls and the reactor run, then looks again
-            continue;
-        }
-        ASLEEP.store(true, Ordering::SeqCst);
-        if queue().is_empty() {
-            WAKE.notified().await; // the calls in flight go on meanwhile
-        }
-        ASLEEP.store(false, Ordering::SeqCst);
-        last_work = Instant::now();
     }
 }
 
@@ -151,7 +99,7 @@ where
             settle: Box::new(move |env| match result {
                 Ok(value) => unsafe { T::to_napi_value(env, value) }
                     .map_err(|e| (ErrorCode::Store, e.reason.clone())),
-                Err(err) => Err((err.code(), err.to_string())),
+                Err(err) => Err((err.code(), err.message())),
             }),
         });
         tsfn.send(completion);
@@ -347,77 +295,5 @@ fn check(status: sys::napi_status) -> Result<()> {
         Ok(())
     } else {
         Err(Error::store("runtime", format!("napi call failed with status {status}")).into())
-    }
-}
-
-/// The calls of a store whose work is I/O, the same for each such store: checked on the JS
-/// thread (a bad id or value throws there), run on the I/O thread.
-pub mod calls {
-    use napi::Env;
-
-    use super::{spawn, JsPromise};
-    use crate::napi::{loaded_string, patch_of, whole_ms, IdArg, Result, TextArg};
-    use crate::session::now_ms;
-    use crate::store::SessionStore;
-
-    pub fn load<S: SessionStore>(
-        env: &Env,
-        store: &'static S,
-        id: IdArg,
-        auto_update_rate: f64,
-    ) -> Result<JsPromise> {
-        let id = id.0?;
-        spawn(env, async move {
-            let loaded = store.load_data(&id, now_ms(), auto_update_rate).await?;
-            Ok(loaded_string(loaded))
-        })
-    }
-
-    pub fn apply<S: SessionStore>(
-        env: &Env,
-        store: &'static S,
-        id: IdArg,
-        name: Option<TextArg>,
-        value: Option<TextArg>,
-        max_age_ms: f64,
-    ) -> Result<JsPromise> {
-        let id = id.0?;
-        let patch = patch_of(name, value, max_age_ms)?;
-        spawn(env, async move {
-            store.apply_patch(&id, &patch, now_ms()).await
-        })
-    }
-
-    pub fn touch<S: SessionStore>(
-        env: &Env,
-        store: &'static S,
-        id: IdArg,
-        max_age_ms: f64,
-    ) -> Result<JsPromise> {
-        let id = id.0?;
-        let max_age_ms = whole_ms("maxAge", max_age_ms)?;
-        spawn(
-            env,
-            async move { store.touch(&id, max_age_ms, now_ms()).await },
-        )
-    }
-
-    pub fn destroy<S: SessionStore>(env: &Env, store: &'static S, id: IdArg) -> Result<JsPromise> {
-        let id = id.0?;
-        spawn(env, async move { store.destroy(&id).await })
-    }
-
-    pub fn rename<S: SessionStore>(
-        env: &Env,
-        store: &'static S,
-        from: IdArg,
-        to: IdArg,
-    ) -> Result<JsPromise> {
-        let (from, to) = (from.0?, to.0?);
-        spawn(env, async move { store.rename(&from, &to, now_ms()).await })
-    }
-
-    pub fn gc<S: SessionStore>(env: &Env, store: &'static S) -> Result<JsPromise> {
-        spawn(env, async move { Ok(store.gc(now_ms()).await? as f64) })
     }
 }
