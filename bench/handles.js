@@ -4,7 +4,7 @@
 // response, so a cycle is only counted once its session has reached the store.
 const os = require('os');
 const path = require('path');
-const { MemorySession, FileSession, RedisSession, DbSession } = require('..');
+const { NativeSession, MemorySession, FileSession, RedisSession, DbSession } = require('..');
 const ThinkSessionFile = require('think-session-file');
 const ThinkSessionRedis = require('think-session-redis');
 const ThinkSessionMysql = require('think-session-mysql');
@@ -45,9 +45,30 @@ const sumOf =
   () =>
     Number(query(kind, database, visits[kind](table))[0][0]);
 
+// The glue's own cost: the native handle (session core, strict mode, cookie) on a store
+// that answers at once and does nothing, so no crossing into the addon and no storage.
+const nothing = {
+  sync: true,
+  load: () => null,
+  loadKey: () => null,
+  apply: () => undefined,
+  touch: () => false,
+  destroy: () => undefined,
+  rename: () => false,
+  gc: () => Promise.resolve(0),
+};
+class GlueOnlySession extends NativeSession {
+  static storeOptionNames = [];
+
+  static storeFor() {
+    return nothing;
+  }
+}
+
 const handles = {
   none: { handle: null },
   jsmap: { handle: JsMapSession },
+  glue: { handle: GlueOnlySession },
   memory: { handle: MemorySession, options: { maxEntries: 2000000 } },
   tsfile: { handle: ThinkSessionFile, options: { sessionPath: path.join(workDir, 'think-session-file') } },
   file: { handle: FileSession, options: { sessionPath: path.join(workDir, 'file-session') } },

@@ -4,7 +4,8 @@
 // BENCH_ROUNDS (default 5), BENCH_SESSIONS (scale: live sessions per store, default 1000000; 0 skips),
 // BENCH_GC_FILES (default 100000), BENCH_SOAK_SECONDS (per store, default 60; 0 skips),
 // BENCH_ONLY=memory,file,redis,db to run some groups,
-// BENCH_SKIP_BUILD=1 to reuse the current binary.
+// BENCH_SKIP_BUILD=1 to reuse the current binary. Rows marked "(drop-in)" run the same app
+// with session() from think-session-native/extend instead of think-session.
 const fs = require('fs');
 const path = require('path');
 const net = require('net');
@@ -26,6 +27,10 @@ const GROUPS = [
       { name: 'no session (ceiling)', key: 'none' },
       { name: 'JS Map handle (baseline)', key: 'jsmap' },
       { name: 'MemorySession', key: 'memory' },
+      { name: 'glue only (native handle, a store that does nothing)', key: 'glue' },
+      { name: 'no session, ceiling (drop-in)', key: 'none-dropin' },
+      { name: 'JS Map handle (drop-in)', key: 'jsmap-dropin' },
+      { name: 'MemorySession (drop-in)', key: 'memory-dropin' },
     ],
   },
   {
@@ -34,6 +39,7 @@ const GROUPS = [
     variants: [
       { name: 'think-session-file (peer)', key: 'tsfile' },
       { name: 'FileSession', key: 'file' },
+      { name: 'FileSession (drop-in)', key: 'file-dropin' },
     ],
   },
   {
@@ -43,6 +49,7 @@ const GROUPS = [
     variants: [
       { name: 'think-session-redis (peer)', key: 'tsredis' },
       { name: 'RedisSession', key: 'redis' },
+      { name: 'RedisSession (drop-in)', key: 'redis-dropin' },
     ],
   },
   {
@@ -54,6 +61,7 @@ const GROUPS = [
       { name: 'DbSession, MariaDB', key: 'dbmysql' },
       { name: 'DbSession, PostgreSQL', key: 'dbpg' },
       { name: 'DbSession, SQLite', key: 'dbsqlite' },
+      { name: 'DbSession, MariaDB (drop-in)', key: 'dbmysql-dropin' },
     ],
   },
   // ThinkJS 2: each native type against the built-in adapter of that type, HTTP level only.
@@ -73,6 +81,8 @@ const GROUPS = [
   return !only || only.includes(g.name) || only.includes(g.family);
 });
 const VARIANTS = GROUPS.flatMap((g) => g.variants);
+// `<handle>-dropin`: that handle (bench/handles.js), with the drop-in extend.
+const handleKey = (key) => key.replace(/-dropin$/, '');
 const GC_FILES = Number(process.env.BENCH_GC_FILES || 100000);
 // Session files of the file variants live here, made anew each run.
 process.env.BENCH_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'tsn-bench-'));
@@ -96,9 +106,33 @@ function node(args) {
 }
 
 // Network stores are also measured with many cycles in flight, as a busy server runs them.
+// The extend is not part of an adapter cycle: the drop-in rows are HTTP only.
 const ADAPTER_RUNS = GROUPS.filter((g) => !g.httpOnly).flatMap((g) =>
-  (g.inflight || [1]).flatMap((inflight) => g.variants.map((v) => ({ g, v, inflight, key: `${v.key}@${inflight}` }))),
+  (g.inflight || [1]).flatMap((inflight) =>
+    g.variants.filter((v) => handleKey(v.key) === v.key).map((v) => ({ g, v, inflight, key: `${v.key}@${inflight}` })),
+  ),
 );
+
+// A one-key get and set in sessions that also hold a filler of 1, 10 and 100 KB: memory
+// and Redis against their peers.
+const SIZES = [1, 10, 100];
+const SIZE_RUNS = GROUPS.filter((g) => g.name === 'memory' || g.name === 'redis').flatMap((g) =>
+  g.variants
+    .filter((v) => handleKey(v.key) === v.key && v.key !== 'none' && v.key !== 'glue')
+    .flatMap((v) => SIZES.map((kb) => ({ g, v, kb, key: `${v.key}@${kb}KB` }))),
+);
+
+function sizeLevel() {
+  const results = Object.fromEntries(SIZE_RUNS.map((r) => [r.key, []]));
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const r of SIZE_RUNS) {
+      progress(`session size, round ${round}/${ROUNDS}: ${r.v.name}, ${r.kb} KB`);
+      if (r.g.name === 'redis') resetRedis();
+      results[r.key].push(node([path.join(__dirname, 'adapter.js'), r.v.key, '2', '1', String(r.kb)]).opsPerSec);
+    }
+  }
+  return Object.fromEntries(Object.entries(results).map(([k, xs]) => [k, median(xs)]));
+}
 
 function adapterLevel() {
   const results = Object.fromEntries(ADAPTER_RUNS.map((r) => [r.key, []]));
@@ -190,7 +224,7 @@ async function bootApp(variant) {
   const thinkjs2 = variant.match(/^tj2-(\w+?)(-builtin)?$/);
   const env = thinkjs2
     ? { BENCH_TJ2_TYPE: thinkjs2[1], BENCH_NATIVE: thinkjs2[2] ? '0' : '1' }
-    : { BENCH_SESSION: variant };
+    : { BENCH_SESSION: handleKey(variant), BENCH_EXTEND: handleKey(variant) === variant ? '' : 'native' };
   const child = spawn(command, args, {
     cwd: path.join(__dirname, thinkjs2 ? 'app2' : 'app'),
     env: { ...process.env, ...env, PORT: String(port) },
@@ -223,8 +257,8 @@ async function bootApp(variant) {
 // Two workloads: the example's page (GET /: two reads, one write, HTML) and a bare
 // counter (one read, one write, JSON); the ceiling serves the same bodies with no session.
 const WORKLOADS = [
-  { name: 'example page', route: (key) => (key.endsWith('none') ? '/index/static' : '/') },
-  { name: 'counter', route: (key) => (key.endsWith('none') ? '/index/plain' : '/index/counter') },
+  { name: 'example page', route: (key) => (handleKey(key).endsWith('none') ? '/index/static' : '/') },
+  { name: 'counter', route: (key) => (handleKey(key).endsWith('none') ? '/index/plain' : '/index/counter') },
 ];
 
 // Each round measures every variant once, in alternating order, and ratios are taken
@@ -242,7 +276,7 @@ async function httpLevel() {
           progress(`HTTP level, round ${round}/${ROUNDS}: ${v.name}, ${w.name}, 32 connections, ${SECONDS} s`);
           const route = w.route(v.key);
           await load(app.url, route, { connections: 32, seconds: 1 }); // warm-up
-          const { writes } = v.key.startsWith('tj2-') ? {} : handleFor(v.key);
+          const { writes } = v.key.startsWith('tj2-') ? {} : handleFor(handleKey(v.key));
           const before = cpuMs(app.pid);
           const written = writes && writes();
           const result = await load(app.url, route, { connections: 32, seconds: SECONDS });
@@ -454,6 +488,7 @@ function machine() {
   resetDatabases();
   resetThinkjs2Tables();
   const adapter = adapterLevel();
+  const sized = sizeLevel();
   const http = await httpLevel();
   const soaked = await soak();
   const stalls = gcStalls();
@@ -479,6 +514,20 @@ function machine() {
           inflight,
           fmt(adapter[key]),
           ratio(adapter[key], adapter[`${g.baseline}@${inflight}`]),
+        ]),
+      ],
+    ]);
+  }
+  if (SIZE_RUNS.length) {
+    const us = (opsPerSec) => (1e6 / opsPerSec).toFixed(2);
+    sections.push([
+      'Session size: one key read and written in a session that holds more',
+      [
+        ['variant', ...SIZES.map((kb) => `us/cycle at ${kb} KB`), `${SIZES.at(-1)} KB vs ${SIZES[0]} KB`],
+        ...[...new Set(SIZE_RUNS.map((r) => r.v))].map((v) => [
+          v.name,
+          ...SIZES.map((kb) => us(sized[`${v.key}@${kb}KB`])),
+          ratio(sized[`${v.key}@${SIZES[0]}KB`], sized[`${v.key}@${SIZES.at(-1)}KB`]),
         ]),
       ],
     ]);
@@ -581,7 +630,7 @@ function machine() {
   // The chart: every native variant's HTTP ratio, per workload.
   const chartGroups = GROUPS.flatMap((g) =>
     g.variants
-      .filter((v) => v.key !== g.baseline && !v.key.endsWith('none'))
+      .filter((v) => v.key !== g.baseline && !handleKey(v.key).endsWith('none'))
       .map((v) => ({
         label: `${v.name} vs ${g.variants.find((b) => b.key === g.baseline).name.replace(/ \((peer|baseline)[^)]*\)/, '')}`,
         bars: WORKLOADS.map((w) => ({ name: w.name, ratio: http[`${w.name}/${v.key}`].ratio })),
