@@ -46,11 +46,14 @@ const sumOf =
     Number(query(kind, database, visits[kind](table))[0][0]);
 
 // The glue's own cost: the native handle (session core, strict mode, cookie) on a store
-// that answers at once and does nothing, so no crossing into the addon and no storage.
+// that answers at once and does nothing, so no crossing into the addon and no storage. It
+// holds an empty session under every id, so strict mode keeps the client's id.
+const EMPTY = Object.freeze({ data: '{}', refreshed: false });
+const NO_KEY = Object.freeze({ value: null, refreshed: false });
 const nothing = {
   sync: true,
-  load: () => null,
-  loadKey: () => null,
+  load: () => EMPTY,
+  loadKey: () => NO_KEY,
   apply: () => undefined,
   touch: () => false,
   destroy: () => undefined,
