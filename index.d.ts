@@ -187,8 +187,7 @@ export type RedisNode = string | { host?: string; port?: number };
 
 /** think-session-redis's options (those of ioredis), plus `url`, `cluster` and timeouts. */
 export interface RedisSessionOptions
-  extends SessionOptions,
-    Omit<RedisStoreOptions, 'cluster' | 'sentinels' | 'connectTimeout' | 'commandTimeout'> {
+  extends SessionOptions, Omit<RedisStoreOptions, 'cluster' | 'sentinels' | 'connectTimeout' | 'commandTimeout'> {
   /** Redis Cluster: some of its nodes; the rest are found, MOVED and ASK followed. */
   cluster?: RedisNode[];
   /** Sentinels watching the master named `name` (or `masterName`); failovers are followed. */

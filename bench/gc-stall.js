@@ -48,6 +48,12 @@ const dir = path.join(options.sessionPath, '..', `gc-${variant}`);
   }
   const seconds = (performance.now() - start) / 1000;
   delay.disable();
-  fs.rmSync(dir, { recursive: true, force: true });
   process.stdout.write(JSON.stringify({ variant, maxStallMs: delay.max / 1e6, seconds, left, error }) + '\n');
+  // The peer's gc may still hold every descriptor (EMFILE): the parent removes the folder.
+  try {
+    fs.rmSync(dir, { recursive: true, force: true });
+  } catch {
+    // left to the parent
+  }
+  process.exit(0);
 })();
