@@ -11,7 +11,7 @@ const { spawnSync } = require('child_process');
 const { EXTENDS, prepareApp, bootApp } = require('./support/app');
 const { Client } = require('./support/http');
 const { startServer } = require('./support/redis');
-const { freshDatabase, query } = require('./support/db');
+const { freshDatabase, query, peerTable } = require('./support/db');
 
 const DROP_IN = 'think-session-native/extend';
 const DATABASE = 'tsn_extend_peers';
@@ -177,15 +177,7 @@ describe('think-session JavaScript handles', () => {
   before(async () => {
     redis = await startServer();
     freshDatabase('mysql', DATABASE);
-    // think-session-mysql's own DDL
-    query(
-      'mysql',
-      DATABASE,
-      `CREATE TABLE think_session (id int(11) unsigned NOT NULL AUTO_INCREMENT,
-        cookie varchar(255) NOT NULL DEFAULT '', data text, expire bigint(11) NOT NULL DEFAULT '0',
-        maxage int(11) NOT NULL DEFAULT '0', PRIMARY KEY (id), UNIQUE KEY cookie (cookie),
-        KEY expire (expire)) ENGINE=InnoDB DEFAULT CHARSET=utf8`,
-    );
+    peerTable(DATABASE, 'think_session', 'thinkjs3'); // think-session-mysql's own DDL
   });
   after(() => redis && redis.close());
 

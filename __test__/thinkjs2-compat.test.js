@@ -11,7 +11,7 @@ const native = require('..');
 const { prepareThinkjs2App, bootApp } = require('./support/app');
 const { Client } = require('./support/http');
 const { startServer } = require('./support/redis');
-const { freshDatabase, query } = require('./support/db');
+const { freshDatabase, peerTable } = require('./support/db');
 
 const DATABASE = 'tsn_thinkjs2_compat';
 const SECRET = 'compat-secret';
@@ -22,14 +22,7 @@ before(async () => {
   dir = prepareThinkjs2App({ name: 'thinkjs2-compat' });
   redis = await startServer();
   freshDatabase('mysql', DATABASE);
-  // ThinkJS 2's own DDL (no maxage column)
-  query(
-    'mysql',
-    DATABASE,
-    `CREATE TABLE think_session (id int(11) unsigned NOT NULL AUTO_INCREMENT,
-      cookie varchar(255) NOT NULL DEFAULT '', data text, expire bigint(11) NOT NULL,
-      PRIMARY KEY (id), UNIQUE KEY cookie (cookie), KEY expire (expire)) ENGINE=InnoDB DEFAULT CHARSET=utf8`,
-  );
+  peerTable(DATABASE, 'think_session', 'thinkjs2'); // ThinkJS 2's own DDL (no maxage column)
 });
 after(() => redis && redis.close());
 

@@ -158,35 +158,22 @@ function resetRedis() {
 // (DbSession makes its table itself).
 function resetDatabases() {
   if (!GROUPS.some((g) => g.name === 'db')) return;
-  const { freshDatabase, query } = require('../__test__/support/db');
+  const { freshDatabase, peerTable } = require('../__test__/support/db');
   const { DB_NAME } = require('./handles');
   progress(`making databases ${DB_NAME} on MariaDB and PostgreSQL`);
   freshDatabase('mysql', DB_NAME);
   freshDatabase('postgresql', DB_NAME);
-  query(
-    'mysql',
-    DB_NAME,
-    `CREATE TABLE tsm_session (id int(11) unsigned NOT NULL AUTO_INCREMENT,
-      cookie varchar(255) NOT NULL DEFAULT '', data text, expire bigint(11) NOT NULL DEFAULT '0',
-      maxage int(11) NOT NULL DEFAULT '0', PRIMARY KEY (id), UNIQUE KEY cookie (cookie),
-      KEY expire (expire)) ENGINE=InnoDB DEFAULT CHARSET=utf8`,
-  );
+  peerTable(DB_NAME, 'tsm_session', 'thinkjs3');
 }
 
 // ThinkJS 2's db sessions need their table (ThinkJS 2's DDL); one per side.
 function resetThinkjs2Tables() {
   if (!GROUPS.some((g) => g.name === 'thinkjs2-db')) return;
-  const { freshDatabase, query } = require('../__test__/support/db');
+  const { freshDatabase, peerTable } = require('../__test__/support/db');
   const { DB_NAME } = require('./handles');
   if (!GROUPS.some((g) => g.name === 'db')) freshDatabase('mysql', DB_NAME);
   for (const prefix of ['tj2b_', 'tj2n_']) {
-    query(
-      'mysql',
-      DB_NAME,
-      `CREATE TABLE ${prefix}session (id int(11) unsigned NOT NULL AUTO_INCREMENT,
-        cookie varchar(255) NOT NULL DEFAULT '', data text, expire bigint(11) NOT NULL,
-        PRIMARY KEY (id), UNIQUE KEY cookie (cookie), KEY expire (expire)) ENGINE=InnoDB DEFAULT CHARSET=utf8`,
-    );
+    peerTable(DB_NAME, `${prefix}session`, 'thinkjs2');
   }
 }
 

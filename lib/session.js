@@ -320,4 +320,4 @@ function jsonOf(name, value, limit) {
   return text;
 }
 
-module.exports = { SessionCore, InOrder, sessionError, toMs, isPromise, DAY };
+module.exports = { SessionCore, InOrder, sessionError, toMs, DAY };

@@ -205,4 +205,4 @@ class DbSession extends NativeSession {
   }
 }
 
-module.exports = { NativeSession, MemorySession, FileSession, RedisSession, DbSession, regenerate, sessionError };
+module.exports = { NativeSession, MemorySession, FileSession, RedisSession, DbSession, regenerate };

@@ -63,4 +63,20 @@ function query(kind, name, sql) {
     .map((line) => line.split(kind === 'mysql' ? '\t' : '|'));
 }
 
-module.exports = { freshDatabase, query };
+/**
+ * Creates MariaDB table `table` in `database` with the JS peers' own DDL: think-session-mysql's
+ * (format 'thinkjs3', with `maxage`) or ThinkJS 2's db adapter's ('thinkjs2', without).
+ */
+function peerTable(database, table, format) {
+  const maxage = format === 'thinkjs3' ? `maxage int(11) NOT NULL DEFAULT '0',` : '';
+  const expireDefault = format === 'thinkjs3' ? ` DEFAULT '0'` : '';
+  query(
+    'mysql',
+    database,
+    `CREATE TABLE ${table} (id int(11) unsigned NOT NULL AUTO_INCREMENT,
+      cookie varchar(255) NOT NULL DEFAULT '', data text, expire bigint(11) NOT NULL${expireDefault}, ${maxage}
+      PRIMARY KEY (id), UNIQUE KEY cookie (cookie), KEY expire (expire)) ENGINE=InnoDB DEFAULT CHARSET=utf8`,
+  );
+}
+
+module.exports = { freshDatabase, query, peerTable };
