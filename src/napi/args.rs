@@ -4,6 +4,7 @@
 //! one length query and one plain copy. Each argument keeps its validation error so that
 //! the call rejects with the package's error code rather than a napi status.
 
+use std::mem::MaybeUninit;
 use std::ptr;
 
 use napi::bindgen_prelude::FromNapiValue;
@@ -21,15 +22,15 @@ pub struct TextArg(pub crate::Result<String>);
 impl FromNapiValue for IdArg {
     unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Self> {
         // One unit past the longest id tells "too long" without copying the rest.
-        let mut units = [0u16; MAX_LEN + 2];
-        let copied = unsafe { read_utf16(env, value, &mut units, "session id")? };
-        if copied > MAX_LEN {
+        let mut buffer = [MaybeUninit::<u16>::uninit(); MAX_LEN + 2];
+        let units = unsafe { read_utf16(env, value, &mut buffer, "session id")? };
+        if units.len() > MAX_LEN {
             let length = unsafe { utf16_len(env, value, "session id")? };
             return Ok(IdArg(Err(Error::InvalidId(format!(
                 "length {length} is over {MAX_LEN}"
             )))));
         }
-        Ok(IdArg(SessionId::from_utf16(&units[..copied])))
+        Ok(IdArg(SessionId::from_utf16(units)))
     }
 }
 
@@ -38,15 +39,15 @@ const SHORT_TEXT: usize = 256;
 
 impl FromNapiValue for TextArg {
     unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Self> {
-        let mut short = [0u16; SHORT_TEXT + 1];
-        let copied = unsafe { read_utf16(env, value, &mut short, "value")? };
-        if copied < SHORT_TEXT {
-            return Ok(TextArg(utf16_to_string(&short[..copied])));
+        let mut short = [MaybeUninit::<u16>::uninit(); SHORT_TEXT + 1];
+        let units = unsafe { read_utf16(env, value, &mut short, "value")? };
+        if units.len() < SHORT_TEXT {
+            return Ok(TextArg(utf16_to_string(units)));
         }
         let length = unsafe { utf16_len(env, value, "value")? };
-        let mut units = vec![0u16; length + 1];
-        let copied = unsafe { read_utf16(env, value, &mut units, "value")? };
-        Ok(TextArg(utf16_to_string(&units[..copied])))
+        let mut long = vec![MaybeUninit::<u16>::uninit(); length + 1];
+        let units = unsafe { read_utf16(env, value, &mut long, "value")? };
+        Ok(TextArg(utf16_to_string(units)))
     }
 }
 
@@ -68,19 +69,27 @@ unsafe fn utf16_len(env: sys::napi_env, value: sys::napi_value, what: &str) -> n
     Ok(length)
 }
 
-/// Copies up to `buffer.len() - 1` code units (napi keeps one for a terminator).
-unsafe fn read_utf16(
+/// Copies up to `buffer.len() - 1` code units (napi keeps one for a terminator) and gives
+/// back those it wrote; the buffer needs no zeroing first.
+unsafe fn read_utf16<'a>(
     env: sys::napi_env,
     value: sys::napi_value,
-    buffer: &mut [u16],
+    buffer: &'a mut [MaybeUninit<u16>],
     what: &str,
-) -> napi::Result<usize> {
+) -> napi::Result<&'a [u16]> {
     let mut copied = 0;
     let status = unsafe {
-        sys::napi_get_value_string_utf16(env, value, buffer.as_mut_ptr(), buffer.len(), &mut copied)
+        sys::napi_get_value_string_utf16(
+            env,
+            value,
+            buffer.as_mut_ptr().cast(),
+            buffer.len(),
+            &mut copied,
+        )
     };
     check_string(status, what)?;
-    Ok(copied)
+    // napi wrote `copied` units (and a terminator after them).
+    Ok(unsafe { std::slice::from_raw_parts(buffer.as_ptr().cast(), copied.min(buffer.len())) })
 }
 
 fn check_string(status: sys::napi_status, what: &str) -> napi::Result<()> {

@@ -7,7 +7,7 @@
 use std::ffi::CStr;
 use std::future::Future;
 use std::ptr;
-use std::sync::RwLock;
+use std::sync::{Mutex, OnceLock};
 
 use futures_util::FutureExt;
 use napi::bindgen_prelude::{AsyncTask, ToNapiValue, TypeName};
@@ -20,25 +20,31 @@ use super::runtime::runtime;
 use super::Result;
 use crate::error::Error;
 use crate::session::{now_ms, Patch};
-use crate::store::{self, options, Loaded, LoadedKey, Runs, SessionStore};
+use crate::store::{self, options, InlineStore, Loaded, LoadedKey, Runs, SessionStore};
 
 /// The stores opened from JavaScript, named there by their slot (lib/stores.js wraps one
 /// in a class). The calls are functions of the slot rather than methods of a `#[napi]`
 /// class: napi-rs makes and drops a reference to a method's receiver on every call, which
 /// measured 3-4x the cost of the whole call of a function taking a number (ARCHITECTURE.md,
 /// "Performance shape"). Stores are made once per configuration and live as long as the
-/// process, so a slot hands out a plain `&'static` with no reference count to keep.
-static STORES: RwLock<Vec<Opened>> = RwLock::new(Vec::new());
+/// process, so a slot hands out a plain `&'static` with no reference count to keep, and
+/// finding it takes no lock.
+static STORES: [OnceLock<Opened>; MAX_STORES] = [const { OnceLock::new() }; MAX_STORES];
+/// How many slots are taken; held while a store is opened.
+static TAKEN: Mutex<usize> = Mutex::new(0);
+/// Each configuration opens one store: thousands mean options made per request.
+const MAX_STORES: usize = 1024;
 
 #[derive(Clone, Copy)]
 struct Opened {
     store: &'static dyn SessionStore,
+    inline: Option<&'static dyn InlineStore>,
     runs: Runs,
 }
 
 fn opened(slot: u32) -> Result<Opened> {
-    let stores = STORES.read().unwrap_or_else(|p| p.into_inner());
-    stores.get(slot as usize).copied().ok_or_else(|| {
+    let found = STORES.get(slot as usize).and_then(OnceLock::get);
+    found.copied().ok_or_else(|| {
         Error::InvalidOption {
             name: "slot",
             reason: format!("no store was opened in slot {slot}"),
@@ -54,19 +60,33 @@ fn opened(slot: u32) -> Result<Opened> {
 pub fn store_open(kind: String, options: String) -> Result<u32> {
     // Stores with connections make them inside the I/O runtime that drives them.
     let _runtime = runtime()?.enter();
+    let mut taken = TAKEN.lock().unwrap_or_else(|p| p.into_inner());
+    if *taken == MAX_STORES {
+        return Err(Error::InvalidOption {
+            name: "kind",
+            reason: format!(
+                "{MAX_STORES} stores are open already: each set of store options opens one, so build the options once, not per request"
+            ),
+        }
+        .into());
+    }
     let store: &'static dyn SessionStore = Box::leak(store::open(&kind, &options)?);
-    let mut stores = STORES.write().unwrap_or_else(|p| p.into_inner());
-    stores.push(Opened {
+    let opened = Opened {
         store,
+        inline: store.inline(),
         runs: store.runs(),
-    });
-    Ok((stores.len() - 1) as u32)
+    };
+    let slot = *taken;
+    // Only this thread, holding TAKEN, sets a slot: it is empty.
+    let _ = STORES[slot].set(opened);
+    *taken += 1;
+    Ok(slot as u32)
 }
 
 /// True when every call of the store but gc answers synchronously (the memory store).
 #[napi]
 pub fn store_is_sync(slot: u32) -> Result<bool> {
-    Ok(opened(slot)?.runs == Runs::Inline)
+    Ok(opened(slot)?.inline.is_some())
 }
 
 /// Sessions the store holds, live or not yet collected, where it can tell at no cost.
@@ -88,8 +108,15 @@ pub fn store_load(
     id: IdArg,
     auto_update_rate: f64,
 ) -> Result<Answer<Option<Loaded>>> {
-    let id = id.0?;
-    call(&env, slot, move |store| async move {
+    let (id, opened) = (id.0?, opened(slot)?);
+    if let Some(store) = opened.inline {
+        return Ok(Answer::Now(store.load_data_now(
+            &id,
+            now_ms(),
+            auto_update_rate,
+        )));
+    }
+    off_thread(&env, opened, move |store| async move {
         store.load_data(&id, now_ms(), auto_update_rate).await
     })
 }
@@ -108,8 +135,12 @@ pub fn store_load_key(
     name: TextArg,
     auto_update_rate: f64,
 ) -> Result<Answer<Option<LoadedKey>>> {
-    let (id, name) = (id.0?, name.0?);
-    call(&env, slot, move |store| async move {
+    let (id, name, opened) = (id.0?, name.0?, opened(slot)?);
+    if let Some(store) = opened.inline {
+        let loaded = store.load_key_now(&id, &name, now_ms(), auto_update_rate);
+        return Ok(Answer::Now(loaded));
+    }
+    off_thread(&env, opened, move |store| async move {
         store.load_key(&id, &name, now_ms(), auto_update_rate).await
     })
 }
@@ -137,7 +168,11 @@ pub fn store_apply(
         })?;
         patch.set(name.0?, value.0?)?;
     }
-    call(&env, slot, move |store| async move {
+    let opened = opened(slot)?;
+    if let Some(store) = opened.inline {
+        return Ok(Answer::Now(store.apply_patch_now(&id, &patch, now_ms())?));
+    }
+    off_thread(&env, opened, move |store| async move {
         store.apply_patch(&id, &patch, now_ms()).await
     })
 }
@@ -152,7 +187,11 @@ pub fn store_apply(
 pub fn store_touch(env: Env, slot: u32, id: IdArg, max_age_ms: f64) -> Result<Answer<bool>> {
     let id = id.0?;
     let max_age_ms = options::lifetime_ms("maxAge", max_age_ms)?;
-    call(&env, slot, move |store| async move {
+    let opened = opened(slot)?;
+    if let Some(store) = opened.inline {
+        return Ok(Answer::Now(store.touch_now(&id, max_age_ms, now_ms())?));
+    }
+    off_thread(&env, opened, move |store| async move {
         store.touch(&id, max_age_ms, now_ms()).await
     })
 }
@@ -162,12 +201,14 @@ pub fn store_touch(env: Env, slot: u32, id: IdArg, max_age_ms: f64) -> Result<An
     ts_return_type = "void | Promise<void>"
 )]
 pub fn store_destroy(env: Env, slot: u32, id: IdArg) -> Result<Answer<()>> {
-    let id = id.0?;
-    call(
-        &env,
-        slot,
-        move |store| async move { store.destroy(&id).await },
-    )
+    let (id, opened) = (id.0?, opened(slot)?);
+    if let Some(store) = opened.inline {
+        store.destroy_now(&id);
+        return Ok(Answer::Now(()));
+    }
+    off_thread(&env, opened, move |store| async move {
+        store.destroy(&id).await
+    })
 }
 
 /// Moves the live session of `from` to `to` (regeneration); false when `from` has none.
@@ -176,8 +217,11 @@ pub fn store_destroy(env: Env, slot: u32, id: IdArg) -> Result<Answer<()>> {
     ts_return_type = "boolean | Promise<boolean>"
 )]
 pub fn store_rename(env: Env, slot: u32, from: IdArg, to: IdArg) -> Result<Answer<bool>> {
-    let (from, to) = (from.0?, to.0?);
-    call(&env, slot, move |store| async move {
+    let (from, to, opened) = (from.0?, to.0?, opened(slot)?);
+    if let Some(store) = opened.inline {
+        return Ok(Answer::Now(store.rename_now(&from, &to, now_ms())));
+    }
+    off_thread(&env, opened, move |store| async move {
         store.rename(&from, &to, now_ms()).await
     })
 }
@@ -200,21 +244,9 @@ pub fn store_close(env: Env, slot: u32) -> Result<Answer<()>> {
     )
 }
 
-/// Runs a call where the store runs: here and now when it needs no I/O.
-fn call<T, F, Fut>(env: &Env, slot: u32, work: F) -> Result<Answer<T>>
-where
-    T: ToNapiValue + TypeName + Send + 'static,
-    F: FnOnce(&'static dyn SessionStore) -> Fut + Send + 'static,
-    Fut: Future<Output = crate::Result<T>> + Send + 'static,
-{
-    let opened = opened(slot)?;
-    match opened.runs {
-        Runs::Inline => Ok(Answer::Now(at_once(work(opened.store))?)),
-        _ => off_thread(env, opened, work),
-    }
-}
-
-/// Runs a call off the JavaScript thread and answers with a promise.
+/// Runs a call off the JavaScript thread and answers with a promise: a store without I/O
+/// answers its own calls at once (see the `inline` branch of each call), but its gc too goes
+/// off the thread (G7).
 fn off_thread<T, F, Fut>(env: &Env, opened: Opened, work: F) -> Result<Answer<T>>
 where
     T: ToNapiValue + TypeName + Send + 'static,

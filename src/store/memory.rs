@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use crate::error::{Error, Result};
 use crate::id::SessionId;
 use crate::session::{check_max_bytes, json_key_len, write_key, Patch, Record, DEFAULT_MAX_BYTES};
-use crate::store::{options, Loaded, LoadedKey, Runs, SessionStore};
+use crate::store::{options, InlineStore, Loaded, LoadedKey, Runs, SessionStore};
 
 pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
 
@@ -232,17 +232,48 @@ impl MemoryStore {
         self.with_live(id, now_ms, |entry| entry.record())
     }
 
+    /// Locks one shard at a time, so a request waits at most for one slice of the scan.
+    pub fn gc_now(&self, now_ms: i64) -> u64 {
+        let mut removed = 0;
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let expired: Vec<SessionId> = shard
+                .iter()
+                .filter(|(_, record)| !record.is_live(now_ms))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in &expired {
+                shard.pop(id);
+            }
+            removed += expired.len() as u64;
+        }
+        removed
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl InlineStore for MemoryStore {
     /// The live data, refreshing its expiry under the same lock when `auto_update_rate`
     /// says so.
-    pub fn load_data_now(&self, id: &SessionId, now_ms: i64, rate: f64) -> Option<Loaded> {
+    fn load_data_now(&self, id: &SessionId, now_ms: i64, rate: f64) -> Option<Loaded> {
         self.with_live(id, now_ms, |entry| Loaded {
             refreshed: entry.refresh_if_due(now_ms, rate),
             data: entry.data(),
         })
     }
 
-    /// One key of the live session, refreshing as [`MemoryStore::load_data_now`] does.
-    pub fn load_key_now(
+    /// One key of the live session, refreshing as `load_data_now` does.
+    fn load_key_now(
         &self,
         id: &SessionId,
         name: &str,
@@ -255,7 +286,7 @@ impl MemoryStore {
         })
     }
 
-    pub fn apply_patch_now(&self, id: &SessionId, patch: &Patch, now_ms: i64) -> Result<()> {
+    fn apply_patch_now(&self, id: &SessionId, patch: &Patch, now_ms: i64) -> Result<()> {
         let mut shard = self.shard(id);
         if let Some(entry) = shard.get_mut(id) {
             if !entry.is_live(now_ms) {
@@ -272,7 +303,7 @@ impl MemoryStore {
         Ok(())
     }
 
-    pub fn touch_now(&self, id: &SessionId, max_age_ms: i64, now_ms: i64) -> Result<bool> {
+    fn touch_now(&self, id: &SessionId, max_age_ms: i64, now_ms: i64) -> Result<bool> {
         crate::session::check_max_age(max_age_ms)?;
         Ok(self
             .with_live(id, now_ms, |entry| {
@@ -282,13 +313,13 @@ impl MemoryStore {
             .is_some())
     }
 
-    pub fn destroy_now(&self, id: &SessionId) {
+    fn destroy_now(&self, id: &SessionId) {
         self.shard(id).pop(id);
     }
 
     /// Takes both shards' locks (in a fixed order) so no request sees the record under
     /// both ids or neither.
-    pub fn rename_now(&self, from: &SessionId, to: &SessionId, now_ms: i64) -> bool {
+    fn rename_now(&self, from: &SessionId, to: &SessionId, now_ms: i64) -> bool {
         let (a, b) = (self.shard_index(from), self.shard_index(to));
         let lock = |i: usize| self.shards[i].lock().unwrap_or_else(|p| p.into_inner());
         let (mut source, mut target) = match a.cmp(&b) {
@@ -322,41 +353,16 @@ impl MemoryStore {
             _ => false,
         }
     }
-
-    /// Locks one shard at a time, so a request waits at most for one slice of the scan.
-    pub fn gc_now(&self, now_ms: i64) -> u64 {
-        let mut removed = 0;
-        for shard in self.shards.iter() {
-            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
-            let expired: Vec<SessionId> = shard
-                .iter()
-                .filter(|(_, record)| !record.is_live(now_ms))
-                .map(|(id, _)| id.clone())
-                .collect();
-            for id in &expired {
-                shard.pop(id);
-            }
-            removed += expired.len() as u64;
-        }
-        removed
-    }
-
-    pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
-            .sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[async_trait]
 impl SessionStore for MemoryStore {
     fn runs(&self) -> Runs {
         Runs::Inline
+    }
+
+    fn inline(&self) -> Option<&dyn InlineStore> {
+        Some(self)
     }
 
     fn size(&self) -> Option<usize> {

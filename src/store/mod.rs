@@ -57,6 +57,25 @@ pub enum Runs {
     Io,
 }
 
+/// The calls of a store that answers without I/O (memory), made on the caller's thread
+/// with no future to build and poll: the request path of such a store is a function
+/// call (ARCHITECTURE.md, "Performance shape"). Each does what the [`SessionStore`]
+/// method of the same name does.
+pub trait InlineStore: Send + Sync {
+    fn load_data_now(&self, id: &SessionId, now_ms: i64, auto_update_rate: f64) -> Option<Loaded>;
+    fn load_key_now(
+        &self,
+        id: &SessionId,
+        name: &str,
+        now_ms: i64,
+        auto_update_rate: f64,
+    ) -> Option<LoadedKey>;
+    fn apply_patch_now(&self, id: &SessionId, patch: &Patch, now_ms: i64) -> Result<()>;
+    fn touch_now(&self, id: &SessionId, max_age_ms: i64, now_ms: i64) -> Result<bool>;
+    fn destroy_now(&self, id: &SessionId);
+    fn rename_now(&self, from: &SessionId, to: &SessionId, now_ms: i64) -> bool;
+}
+
 /// A live session's data as a read hands it over.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loaded {
@@ -81,6 +100,11 @@ pub trait SessionStore: Send + Sync {
     /// Where this store's calls run; see [`Runs`].
     fn runs(&self) -> Runs {
         Runs::Io
+    }
+
+    /// The same store's synchronous calls, for a store that runs [`Runs::Inline`].
+    fn inline(&self) -> Option<&dyn InlineStore> {
+        None
     }
 
     /// The live record of `id`, or `None` when it is missing or has expired (G6).
