@@ -1,9 +1,11 @@
 //! Redis store: one key per session in think-session-redis's format (or ThinkJS 2's), one
 //! shared client per configuration that reconnects by itself, from a single server to a
-//! cluster or a Sentinel-watched master. Writes are merged on the server by a script, so
-//! concurrent requests on one session never overwrite each other's keys (G2).
+//! cluster or a Sentinel-watched master. A write merges the request's changes in Rust into
+//! the record as this process last saw it and writes it back by compare-and-set (a short
+//! script: GET, compare, SET), so concurrent requests on one session never overwrite each
+//! other's keys (G2) and Redis does no more work for a write than a GET and a SET.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex as SyncMutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,20 +14,93 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{
-    Cmd, IntoConnectionInfo, Pipeline, RedisConnectionInfo, RedisError, RedisFuture, Value,
+    Cmd, FromRedisValue, IntoConnectionInfo, Pipeline, RedisConnectionInfo, RedisError,
+    RedisFuture, Value,
 };
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::error::{Error, Result};
 use crate::id::SessionId;
-use crate::session::{check_max_bytes, json_key, Patch, Record};
+use crate::session::{check_max_bytes, Patch, Record};
 use crate::store::{load_refreshing, options, Format, Loaded, SessionStore};
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 
-static MERGE: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("redis_merge.lua")));
+/// Sets the key to `ARGV[1]` with a TTL of `ARGV[2]` ms only while it holds what the
+/// writer merged into: `ARGV[4]` when `ARGV[3]` is 'text', nothing when it is 'none'.
+/// Returns 1 when written; otherwise what the key holds (text or nil) and its PTTL, so the
+/// writer merges again without another round trip.
+static COMPARE_AND_SET: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "local current = redis.call('GET', KEYS[1]) \
+         if (current == false and ARGV[3] == 'none') or current == ARGV[4] then \
+           redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end \
+         return {current, redis.call('PTTL', KEYS[1])}",
+    )
+});
+
+/// What a key held when this process last read or wrote it: the first guess of a
+/// compare-and-set (a wrong guess costs a round trip, never a write).
+#[derive(Clone, Default)]
+struct Seen {
+    /// The key's text; none when it did not exist.
+    text: Option<String>,
+    /// When its TTL runs out (ThinkJS 2's records live by it alone); `i64::MIN` without one.
+    ttl_ends_ms: i64,
+}
+
+impl Seen {
+    fn new(text: Option<String>, pttl_ms: i64, now_ms: i64) -> Seen {
+        let ttl_ends_ms = if pttl_ms > 0 {
+            now_ms.saturating_add(pttl_ms)
+        } else {
+            i64::MIN
+        };
+        Seen { text, ttl_ends_ms }
+    }
+
+    fn bytes(&self) -> usize {
+        self.text.as_ref().map_or(0, String::len)
+    }
+}
+
+/// The last seen text of recently used sessions, bounded in bytes (the recent sessions of
+/// a busy process, a few MiB at most) and by entry: a session larger than a quarter of the
+/// bound is read again before it is written.
+struct LastSeen {
+    entries: lru::LruCache<SessionId, Seen>,
+    bytes: usize,
+}
+
+const LAST_SEEN_BYTES: usize = 16 * 1024 * 1024;
+
+impl LastSeen {
+    fn get(&mut self, id: &SessionId) -> Option<Seen> {
+        self.entries.get(id).cloned()
+    }
+
+    fn put(&mut self, id: &SessionId, seen: Seen) {
+        self.forget(id);
+        if seen.bytes() > LAST_SEEN_BYTES / 4 {
+            return;
+        }
+        self.bytes += seen.bytes();
+        self.entries.put(id.clone(), seen);
+        while self.bytes > LAST_SEEN_BYTES {
+            match self.entries.pop_lru() {
+                Some((_, old)) => self.bytes -= old.bytes(),
+                None => break,
+            }
+        }
+    }
+
+    fn forget(&mut self, id: &SessionId) -> Option<Seen> {
+        let old = self.entries.pop(id)?;
+        self.bytes -= old.bytes();
+        Some(old)
+    }
+}
 
 /// Regeneration on one server: the record moves with its TTL in one step.
 static RENAME: LazyLock<redis::Script> = LazyLock::new(|| {
@@ -179,6 +254,7 @@ pub struct RedisStore {
     format: Format,
     command_timeout: Duration,
     max_bytes: usize,
+    last_seen: SyncMutex<LastSeen>,
 }
 
 enum Connection {
@@ -260,7 +336,15 @@ impl RedisStore {
             format: options.format,
             command_timeout: options.command_timeout,
             max_bytes: options.max_bytes,
+            last_seen: SyncMutex::new(LastSeen {
+                entries: lru::LruCache::unbounded(),
+                bytes: 0,
+            }),
         })
+    }
+
+    fn last_seen(&self) -> MutexGuard<'_, LastSeen> {
+        self.last_seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn key(&self, id: &SessionId) -> String {
@@ -287,7 +371,7 @@ impl RedisStore {
         };
         match tokio::time::timeout(self.command_timeout, attempt).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => Err(self.translate(err)),
+            Ok(Err(err)) => Err(self.failure(err)),
             Err(_) => Err(self.timed_out().await),
         }
     }
@@ -340,47 +424,113 @@ impl RedisStore {
         }
     }
 
-    fn translate(&self, err: RedisError) -> Error {
-        if err.code() == Some("TOO_LARGE") {
-            if let Some(size) = err.detail().and_then(|d| d.trim().parse().ok()) {
-                return Error::TooLarge {
-                    size,
-                    limit: self.max_bytes,
-                };
-            }
-        }
-        self.failure(err)
+    /// The key's text and PTTL as Redis has them now.
+    async fn fetch(&self, key: &str, now_ms: i64) -> Result<Seen> {
+        let (text, pttl): (Option<String>, i64) = self
+            .run(async |conn| {
+                let mut pipe = Pipeline::new();
+                pipe.get(key).pttl(key);
+                pipe.query_async(conn).await
+            })
+            .await?;
+        Ok(Seen::new(text, pttl, now_ms))
     }
 
-    /// Runs the merge script; `touch` only refreshes a live record and keeps its data.
-    async fn merge(&self, id: &SessionId, patch: &Patch, touch: bool, now_ms: i64) -> Result<bool> {
-        let mut invocation = MERGE.key(self.key(id));
-        invocation
-            .arg(match self.format {
-                Format::ThinkJs3 => "3",
-                Format::ThinkJs2 => "2",
-            })
-            .arg(patch.max_age_ms)
-            .arg(now_ms)
-            .arg(now_ms.saturating_add(patch.max_age_ms))
-            .arg(self.max_bytes)
-            .arg(if touch { "touch" } else { "apply" })
-            .arg(patch.sets().count());
-        for (name, value) in patch.sets() {
-            invocation.arg(json_key(name)).arg(value);
+    /// The live record in what was seen; an unreadable one counts as none, so a write
+    /// replaces it.
+    fn live(&self, seen: &Seen, now_ms: i64) -> Option<Record> {
+        let text = seen.text.as_deref()?;
+        let ttl_ms = seen.ttl_ends_ms.saturating_sub(now_ms);
+        self.decode(text, ttl_ms, now_ms).unwrap_or(None)
+    }
+
+    /// The key's text for a record, in the store's format.
+    fn encode(&self, record: &Record) -> String {
+        match self.format {
+            Format::ThinkJs3 => format!(
+                "{{\"data\":{},\"maxAge\":{},\"expires\":{}}}",
+                record.data, record.max_age_ms, record.expires_at_ms
+            ),
+            Format::ThinkJs2 => record.data.clone(),
         }
-        for name in patch.removes() {
-            invocation.arg(json_key(name));
+    }
+
+    /// Writes what `change` makes of the live record (none: nothing to write) by
+    /// compare-and-set against the key as last seen; on a miss Redis hands back what the key
+    /// holds and the change is made again. `guess_new`: a session this process has not seen
+    /// is first guessed missing (a new session is one round trip); otherwise it is read
+    /// first. True when written; the whole write stays within the command timeout.
+    async fn write(
+        &self,
+        id: &SessionId,
+        now_ms: i64,
+        guess_new: bool,
+        change: impl Fn(Option<&Record>) -> Result<Option<Record>>,
+    ) -> Result<bool> {
+        let key = self.key(id);
+        let work = async {
+            let cached = self.last_seen().get(id);
+            // Whether `seen` is Redis's own answer, rather than a guess.
+            let mut answered = cached.is_none() && !guess_new;
+            let mut seen = match cached {
+                Some(seen) => seen,
+                None if guess_new => Seen::default(),
+                None => self.fetch(&key, now_ms).await?,
+            };
+            loop {
+                let changed = change(self.live(&seen, now_ms).as_ref());
+                // A guess that is too large to write, or that has nothing to write, may be
+                // out of date: only Redis's own answer decides.
+                if !answered && !matches!(changed, Ok(Some(_))) {
+                    seen = self.fetch(&key, now_ms).await?;
+                    answered = true;
+                    continue;
+                }
+                let Some(record) = changed? else {
+                    self.last_seen().put(id, seen);
+                    return Ok(false);
+                };
+                let text = self.encode(&record);
+                let mut invocation = COMPARE_AND_SET.key(&key);
+                invocation.arg(&text).arg(record.max_age_ms);
+                match &seen.text {
+                    Some(expected) => invocation.arg("text").arg(expected),
+                    None => invocation.arg("none"),
+                };
+                let answer: Value = self
+                    .run(async |conn| invocation.invoke_async(conn).await)
+                    .await?;
+                seen = match answer {
+                    Value::Int(1) => {
+                        let written = Seen::new(Some(text), record.max_age_ms, now_ms);
+                        self.last_seen().put(id, written);
+                        return Ok(true);
+                    }
+                    Value::Array(reply) => {
+                        match <(Option<String>, i64)>::from_redis_value(Value::Array(reply)) {
+                            Ok((text, pttl)) => {
+                                answered = true;
+                                Seen::new(text, pttl, now_ms)
+                            }
+                            Err(err) => return Err(self.failure(err)),
+                        }
+                    }
+                    other => {
+                        return Err(self
+                            .failure(format!("unexpected answer to a compare-and-set: {other:?}")))
+                    }
+                };
+            }
+        };
+        match tokio::time::timeout(self.command_timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(self.timed_out().await),
         }
-        let written: i64 = self
-            .run(async |conn| invocation.invoke_async(conn).await)
-            .await?;
-        Ok(written == 1)
     }
 
     fn decode(&self, text: &str, ttl_ms: i64, now_ms: i64) -> Result<Option<Record>> {
         let record = match self.format {
-            // Without a readable expiry a record has expired, here and in the merge script.
+            // Without a readable expiry a record has expired, to reads and writes alike.
             Format::ThinkJs3 => Record::from_thinkjs3(text),
             // The record is the data alone and lives by its TTL (none: not read); with only
             // the time left to go by, a read never refreshes it.
@@ -440,41 +590,54 @@ impl SessionStore for RedisStore {
         }
     }
 
+    /// Keeps what it read as the guess of the session's next write.
     async fn load(&self, id: &SessionId, now_ms: i64) -> Result<Option<Record>> {
         let key = self.key(id);
         // think-session-redis's record carries its expiry; ThinkJS 2's has only the TTL.
-        let (text, ttl): (Option<String>, i64) = match self.format {
+        let seen = match self.format {
             Format::ThinkJs3 => {
-                let text = self
+                let text: Option<String> = self
                     .run(async |conn| Cmd::get(&key).query_async(conn).await)
                     .await?;
-                (text, 0)
+                Seen::new(text, 0, now_ms)
             }
-            Format::ThinkJs2 => {
-                self.run(async |conn| {
-                    let mut pipe = Pipeline::new();
-                    pipe.get(&key).pttl(&key);
-                    pipe.query_async(conn).await
-                })
-                .await?
-            }
+            Format::ThinkJs2 => self.fetch(&key, now_ms).await?,
         };
-        match text {
-            Some(text) => self.decode(&text, ttl, now_ms),
+        let record = match &seen.text {
+            Some(text) => self.decode(text, seen.ttl_ends_ms.saturating_sub(now_ms), now_ms),
             None => Ok(None),
-        }
+        };
+        self.last_seen().put(id, seen);
+        record
     }
 
+    /// The patch merged into the live record in Rust, written by compare-and-set.
     async fn apply_patch(&self, id: &SessionId, patch: &Patch, now_ms: i64) -> Result<()> {
-        self.merge(id, patch, false, now_ms).await.map(|_| ())
+        let max_bytes = self.max_bytes;
+        self.write(id, now_ms, true, |current| {
+            patch.apply_to(current, now_ms, max_bytes).map(Some)
+        })
+        .await
+        .map(|_| ())
     }
 
+    /// The live record with its expiry moved, its data as it is (whatever its size).
     async fn touch(&self, id: &SessionId, max_age_ms: i64, now_ms: i64) -> Result<bool> {
-        self.merge(id, &Patch::new(max_age_ms)?, true, now_ms).await
+        crate::session::check_max_age(max_age_ms)?;
+        self.write(id, now_ms, false, |current| {
+            let Some(record) = current else {
+                return Ok(None);
+            };
+            let mut record = record.clone();
+            record.extend(now_ms, max_age_ms)?;
+            Ok(Some(record))
+        })
+        .await
     }
 
     async fn destroy(&self, id: &SessionId) -> Result<()> {
         let key = self.key(id);
+        self.last_seen().forget(id);
         self.run(async |conn| Cmd::del(&key).query_async::<()>(conn).await)
             .await
     }
@@ -486,6 +649,9 @@ impl SessionStore for RedisStore {
     /// Until the delete, both ids read the same data.
     async fn rename(&self, from: &SessionId, to: &SessionId, _now_ms: i64) -> Result<bool> {
         let (source, target) = (self.key(from), self.key(to));
+        // Forgotten for both ids: a guess at either would be a wrong one.
+        self.last_seen().forget(from);
+        self.last_seen().forget(to);
         if !matches!(self.connection, Connection::Cluster(..)) {
             let moved: i64 = self
                 .run(async |conn| RENAME.key(&source).key(&target).invoke_async(conn).await)
@@ -701,6 +867,72 @@ mod tests {
         );
         set_raw(&s, &a, &big).await;
         assert!(s.touch(&a, 60_000, 0).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_write_over_a_stale_guess_merges_into_what_redis_holds() {
+        let s = store("stale", Format::ThinkJs3).await;
+        let a = id("stale-session");
+        s.apply_patch(&a, &Patch::of(&[("mine", "1")], 60_000), 0)
+            .await
+            .unwrap();
+        // Another process writes the session after this one last saw it.
+        let theirs = r#"{"data":{"mine":1,"theirs":"x"},"maxAge":60000,"expires":60000}"#;
+        set_raw(&s, &a, theirs).await;
+        s.apply_patch(&a, &Patch::of(&[("more", "2")], 60_000), 0)
+            .await
+            .unwrap();
+        let data = s.load(&a, 1).await.unwrap().unwrap().data;
+        assert_eq!(data, r#"{"mine":1,"theirs":"x","more":2}"#);
+        // A session guessed new that exists is merged into too.
+        let b = id("stale-new-session");
+        set_raw(&s, &b, theirs).await;
+        s.apply_patch(&b, &Patch::of(&[("more", "2")], 60_000), 0)
+            .await
+            .unwrap();
+        let data = s.load(&b, 1).await.unwrap().unwrap().data;
+        assert_eq!(data, r#"{"mine":1,"theirs":"x","more":2}"#);
+    }
+
+    #[tokio::test]
+    async fn writers_in_two_processes_keep_every_key() {
+        // Two stores with caches of their own, as two workers have.
+        let (s, t) = (
+            store("two", Format::ThinkJs3).await,
+            store("two", Format::ThinkJs3).await,
+        );
+        let a = &id("two-writers-session");
+        let writes = (0..20).map(|n| {
+            let store = if n % 2 == 0 { &s } else { &t };
+            let name = format!("k{n}");
+            async move {
+                let patch = Patch::of(&[(name.as_str(), "1")], 60_000);
+                store.apply_patch(a, &patch, 0).await.unwrap();
+            }
+        });
+        futures_util::future::join_all(writes).await;
+        let data: serde_json::Value =
+            serde_json::from_str(&s.load(a, 1).await.unwrap().unwrap().data).unwrap();
+        assert_eq!(data.as_object().unwrap().len(), 20, "{data}");
+    }
+
+    #[tokio::test]
+    async fn a_touch_reads_a_session_it_has_not_seen_and_creates_none() {
+        let s = store("touch", Format::ThinkJs2).await;
+        let a = id("touch-session");
+        assert!(!s.touch(&a, 60_000, 0).await.unwrap());
+        assert_eq!(s.load(&a, 0).await.unwrap(), None);
+        set_raw(&s, &a, r#"{"k":1}"#).await;
+        s.run(async |conn| Cmd::pexpire(s.key(&a), 5_000).query_async::<()>(conn).await)
+            .await
+            .unwrap();
+        assert!(s.touch(&a, 60_000, 0).await.unwrap());
+        let ttl: i64 = s
+            .run(async |conn| Cmd::pttl(s.key(&a)).query_async(conn).await)
+            .await
+            .unwrap();
+        assert!(ttl > 50_000, "{ttl}");
+        assert_eq!(s.load(&a, 1).await.unwrap().unwrap().data, r#"{"k":1}"#);
     }
 
     #[tokio::test]
