@@ -175,6 +175,12 @@ export interface FileStoreOptions {
   pathDepth?: number;
   /** Most bytes of JSON per session; a larger write fails with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
   maxBytes?: number;
+  /**
+   * Use the folder even when another user owns it, others may write in it, or it is a symbolic
+   * link (refused by default, with ERR_SESSION_OPTIONS or ERR_SESSION_STORE naming the fix):
+   * every user who can reach it can read and plant sessions. Default false.
+   */
+  trustFolder?: boolean;
 }
 
 /** The file store behind FileSession, for direct use: JSON text in and out, off the JS thread. */
@@ -283,6 +289,8 @@ export interface DbStoreOptions {
   createTable?: boolean;
   /** Most bytes of JSON per session; a larger write fails with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
   maxBytes?: number;
+  /** SQLite: use the file's folder even when another user owns it or may write in it (see FileStoreOptions). Default false. */
+  trustFolder?: boolean;
 }
 
 /** The database store behind DbSession, for direct use: JSON text in and out; gc deletes expired rows in batches of 1000. */

@@ -113,8 +113,12 @@ describe('FileSession and think-session-file', () => {
 
   it('a failing file system rejects with ERR_SESSION_STORE naming the path', async () => {
     const blocker = path.join(tempDir('blocked'), 'a-file');
-    fs.writeFileSync(blocker, 'not a folder');
     const s = new FileSession({ sessionPath: path.join(blocker, 'session'), cookie: generateId() });
+    fs.writeFileSync(blocker, 'not a folder'); // after the handle: its calls fail
+    assert.throws(() => new FileSession({ sessionPath: path.join(blocker, 'other'), cookie: generateId() }), {
+      code: 'ERR_SESSION_OPTIONS', // known when the handle is made: the handle fails
+      message: /a-file/,
+    });
     await assert.rejects(s.set('k', 'v'), (err) => {
       assert.equal(err.code, 'ERR_SESSION_STORE');
       assert.match(err.message, /file store: .*a-file/);

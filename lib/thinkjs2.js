@@ -128,12 +128,14 @@ class MemoryAdapter extends adapterOf('memory', (o) => ({
   maxBytes: o.maxBytes,
 })) {}
 
-// adapter.file: `path` (default as the built-in's) and `path_depth`.
+// adapter.file: `path` (default as the built-in's) and `path_depth`. The default folder is
+// in the shared temporary folder: the store refuses it when another user made it first.
 class FileAdapter extends adapterOf('file', (o) => ({
   sessionPath: path.resolve(o.path || path.join(os.tmpdir(), 'thinkjs')),
   format: 'thinkjs2',
   pathDepth: Number(o.path_depth || 1),
   maxBytes: o.maxBytes,
+  trustFolder: o.trust_folder ?? o.trustFolder,
 })) {}
 
 // The app's `think.config('db')`: type mysql, postgresql or sqlite, with think-model's
@@ -150,7 +152,19 @@ function dbOptions(o) {
       : db.database;
   const { host, port, user, password, prefix } = db;
   const number = port ? Number(port) : undefined;
-  return { type, host, port: number, user, password, database, prefix, maxBytes: o.maxBytes, poolSize: o.poolSize };
+  const trustFolder = o.trust_folder ?? o.trustFolder;
+  return {
+    type,
+    host,
+    port: number,
+    user,
+    password,
+    database,
+    prefix,
+    maxBytes: o.maxBytes,
+    poolSize: o.poolSize,
+    trustFolder,
+  };
 }
 
 class DbAdapter extends adapterOf('db', dbOptions) {}

@@ -104,7 +104,7 @@ class MemorySession extends NativeSession {
 // think-session-file's layout and options, so swapping the handle keeps every session.
 class FileSession extends NativeSession {
   static kind = 'file';
-  static storeOptionNames = ['sessionPath', 'format', 'pathDepth', 'maxBytes'];
+  static storeOptionNames = ['sessionPath', 'format', 'pathDepth', 'maxBytes', 'trustFolder'];
 
   static storeOptions(options) {
     return { ...super.storeOptions(options), sessionPath: FileSession.sessionPath(options) };
@@ -165,7 +165,7 @@ class DbSession extends NativeSession {
   static kind = 'db';
   static storeOptionNames = [
     ...['type', ...DB_CONNECTION, 'prefix', 'poolSize', 'connectionLimit'],
-    ...['connectTimeout', 'queryTimeout', 'createTable', 'maxBytes'],
+    ...['connectTimeout', 'queryTimeout', 'createTable', 'maxBytes', 'trustFolder'],
   ];
 
   static storeOptions(options) {
@@ -193,6 +193,7 @@ class DbSession extends NativeSession {
       queryTimeout: toMs(options.queryTimeout, 'queryTimeout'),
       createTable: options.createTable,
       maxBytes: options.maxBytes,
+      trustFolder: options.trustFolder,
     };
   }
 

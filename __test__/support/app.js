@@ -151,7 +151,7 @@ function prepareApp({ name, thinkjs, session, extend = 'think-session', dependen
 }
 
 // ThinkJS 2: a module-mode app (app/common, app/home). Its session, db and redis config come
-// from the environment it is booted with (TSN_TYPE, TSN_SECRET, TSN_DB, TSN_DB_NAME,
+// from the environment it is booted with (TSN_TYPE, TSN_FILE_PATH, TSN_SECRET, TSN_DB, TSN_DB_NAME,
 // TSN_REDIS_PORT; TSN_NATIVE=0 leaves ThinkJS 2's built-in adapters in place), so one
 // installed app serves every run.
 const controller2 = `module.exports = class extends think.controller.base {
@@ -226,7 +226,13 @@ module.exports = {
   type: process.env.TSN_TYPE || 'memory',
   secret: secrets.length > 1 ? secrets : secrets[0] || '',
   timeout: 86400,
-  adapter: { file: { path: path.join(think.ROOT_PATH, 'runtime', 'session'), path_depth: 2 } },
+  // TSN_FILE_PATH=default: an empty path, so the file type falls back to <tmpdir>/thinkjs
+  adapter: {
+    file: {
+      path: process.env.TSN_FILE_PATH === 'default' ? '' : path.join(think.ROOT_PATH, 'runtime', 'session'),
+      path_depth: 2,
+    },
+  },
 };
 `,
   'app/common/config/db.js': `const path = require('path');

@@ -28,6 +28,7 @@ use serde_json::value::RawValue;
 use crate::error::{Error, Result};
 use crate::id::{self, SessionId};
 use crate::session::{check_max_bytes, Patch, Record};
+use crate::store::private::{self, PrivateFolders};
 use crate::store::{options, Format, Loaded, Runs, SessionStore};
 
 /// The store's options as JavaScript names them (think-session-file's, and ThinkJS 2's
@@ -41,6 +42,8 @@ struct Config {
     /// With 'thinkjs2': how many leading characters of the id become folders. Default 1.
     path_depth: Option<f64>,
     max_bytes: Option<f64>,
+    /// Use a folder that another user owns or may write in, or that is a link.
+    trust_folder: Option<bool>,
 }
 
 /// The store registered as "file".
@@ -56,6 +59,7 @@ pub fn open(json: &str) -> Result<Box<dyn SessionStore>> {
         root: config.session_path,
         layout,
         max_bytes: options::max_bytes(config.max_bytes)?,
+        trust_folder: config.trust_folder.unwrap_or(false),
     })?))
 }
 const TEMP_SUFFIX: &str = ".tmp";
@@ -114,6 +118,7 @@ pub struct FileOptions {
     pub root: PathBuf,
     pub layout: Layout,
     pub max_bytes: usize,
+    pub trust_folder: bool,
 }
 
 pub struct FileStore {
@@ -123,6 +128,8 @@ pub struct FileStore {
     /// Threads of this process queue here, so only one writer at a time waits on the
     /// `flock` (the kernel wakes every waiter of a released flock; this hands over to one).
     in_process: RwLock<()>,
+    /// The root and, in ThinkJS 2's layout, the prefix folders: owner-only, checked once.
+    folders: PrivateFolders,
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -147,12 +154,42 @@ impl FileStore {
                 });
             }
         }
+        let folders = PrivateFolders::sessions(options.trust_folder);
+        // A folder that is there already is judged now, so a bad one fails the handle.
+        folders
+            .ensure(&options.root, false)
+            .map_err(|reason| Error::InvalidOption {
+                name: "sessionPath",
+                reason,
+            })?;
         Ok(FileStore {
             root: options.root,
             layout: options.layout,
             max_bytes: options.max_bytes,
             in_process: RwLock::new(()),
+            folders,
         })
+    }
+
+    /// Checks the folders on the way to `path` (see [`PrivateFolders::ensure`]); with
+    /// `create`, makes the missing ones. False when one is missing and `create` is off.
+    fn ready(&self, path: &Path, create: bool) -> Result<bool> {
+        let mut dirs: Vec<&Path> = path
+            .ancestors()
+            .skip(1)
+            .take_while(|dir| dir.starts_with(&self.root))
+            .collect();
+        dirs.reverse(); // the root first
+        for dir in dirs {
+            let there = self
+                .folders
+                .ensure(dir, create)
+                .map_err(|reason| Error::store("file", reason))?;
+            if !there {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// The file of `id`. Ids hold only `[A-Za-z0-9_-]` (G5), so this never leaves `root`.
@@ -174,13 +211,13 @@ impl FileStore {
         Error::store("file", format!("{}: {err}", path.display()))
     }
 
-    /// The bytes of `path`, or none when there is no such file.
+    /// The bytes of `path`, or none when there is no such file (or folder). A link in its
+    /// place is an error, never followed.
     fn read_bytes(&self, path: &Path) -> Result<Option<Vec<u8>>> {
-        match fs::read(path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(err) if err.kind() == ErrorKind::NotFound => Ok(None),
-            Err(err) => Err(self.io_error(path, err)),
+        if !self.ready(path, false)? {
+            return Ok(None);
         }
+        private::read_file(path).map_err(|err| self.io_error(path, err))
     }
 
     /// The record in `path`, under the lock: a file a killed writer left aside is put
@@ -227,13 +264,8 @@ impl FileStore {
             std::process::id(),
             TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        let created = match File::create(&temp) {
-            Err(err) if err.kind() == ErrorKind::NotFound => {
-                fs::create_dir_all(dir).map_err(|e| self.io_error(dir, e))?;
-                File::create(&temp)
-            }
-            created => created,
-        };
+        self.ready(path, true)?;
+        let created = private::create_file(&temp);
         let filled =
             created.and_then(|mut file| file.write_all(self.layout.encode(record).as_bytes()));
         if let Err(err) = filled {
@@ -287,14 +319,10 @@ impl FileStore {
     }
 
     fn open_root(&self) -> Result<File> {
-        match File::open(&self.root) {
-            Err(err) if err.kind() == ErrorKind::NotFound => {
-                fs::create_dir_all(&self.root).map_err(|e| self.io_error(&self.root, e))?;
-                File::open(&self.root)
-            }
-            opened => opened,
-        }
-        .map_err(|e| self.io_error(&self.root, e))
+        self.folders
+            .ensure(&self.root, true)
+            .map_err(|reason| Error::store("file", reason))?;
+        File::open(&self.root).map_err(|e| self.io_error(&self.root, e))
     }
 
     pub fn load_blocking(&self, id: &SessionId, now_ms: i64) -> Result<Option<Record>> {
@@ -393,8 +421,7 @@ impl FileStore {
             if current.is_none() {
                 return Ok(false);
             }
-            let dir = target.parent().unwrap_or(&self.root);
-            fs::create_dir_all(dir).map_err(|e| self.io_error(dir, e))?;
+            self.ready(&target, true)?;
             fs::rename(&source, &target).map_err(|e| self.io_error(&source, e))?;
             // A killed writer's aside file would give the old id its session back.
             let aside = aside_path(&source);
@@ -415,6 +442,9 @@ impl FileStore {
         let mut candidates = Vec::new();
         let mut asides = Vec::new();
         let mut temps = Vec::new();
+        if !self.ready(&self.root.join("x"), false)? {
+            return Ok(0);
+        }
         let mut dirs = vec![self.root.clone()];
         while let Some(dir) = dirs.pop() {
             let entries = match fs::read_dir(&dir) {
@@ -430,10 +460,14 @@ impl FileStore {
                     continue;
                 };
                 let path = entry.path();
+                // A link is never followed: `kind` is the entry's own type.
                 if kind.is_dir() {
                     let nested = matches!(self.layout, Layout::ThinkJs2 { .. });
                     if nested && name.len() == 1 && id::is_id_byte(name.as_bytes()[0]) {
-                        dirs.push(path);
+                        // A prefix folder that is not private is left alone.
+                        if self.folders.ensure(&path, false) == Ok(true) {
+                            dirs.push(path);
+                        }
                     }
                 } else if name.starts_with('.') && name.ends_with(TEMP_SUFFIX) {
                     temps.push(path);
@@ -443,8 +477,14 @@ impl FileStore {
                     .filter(|n| self.is_session_file(n))
                 {
                     asides.push((path.with_file_name(original), path));
-                } else if self.is_session_file(&name) && self.is_dead(&path, now_ms) {
-                    candidates.push(path);
+                } else if kind.is_file() && self.is_session_file(&name) {
+                    // Files an earlier version made readable by others are closed to them.
+                    if let Ok(meta) = entry.metadata() {
+                        private::tighten_file(&path, &meta);
+                    }
+                    if self.is_dead(&path, now_ms) {
+                        candidates.push(path);
+                    }
                 }
             }
         }
@@ -482,12 +522,12 @@ impl FileStore {
 
     /// Expired, or not a session at all; a file that cannot be read now is left alone.
     fn is_dead(&self, path: &Path, now_ms: i64) -> bool {
-        match fs::read(path) {
-            Ok(bytes) => self
+        match private::read_file(path) {
+            Ok(Some(bytes)) => self
                 .layout
                 .decode(&bytes)
                 .is_none_or(|r| !r.is_live(now_ms)),
-            Err(_) => false,
+            Ok(None) | Err(_) => false,
         }
     }
 
@@ -559,6 +599,7 @@ mod tests {
             root: dir.join("sessions"),
             layout,
             max_bytes: DEFAULT_MAX_BYTES,
+            trust_folder: false,
         })
         .unwrap()
     }
@@ -751,6 +792,7 @@ mod tests {
             root: PathBuf::from("runtime/session"),
             layout: Layout::ThinkJs3,
             max_bytes: 10,
+            trust_folder: false,
         });
         assert_eq!(
             relative.err().unwrap().code().as_str(),
@@ -760,6 +802,7 @@ mod tests {
             root: PathBuf::from("/tmp/x"),
             layout: Layout::ThinkJs2 { depth: 9 },
             max_bytes: 10,
+            trust_folder: false,
         });
         assert_eq!(deep.err().unwrap().code().as_str(), "ERR_SESSION_OPTIONS");
     }
@@ -796,21 +839,121 @@ mod tests {
     }
 
     #[test]
-    fn an_unwritable_folder_is_a_store_error_naming_the_path() {
+    fn a_folder_that_cannot_be_made_is_an_error_naming_the_path() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("plain-file");
-        fs::write(&file, "x").unwrap();
-        let s = FileStore::new(FileOptions {
-            root: file.join("sessions"),
+        let options = |root: PathBuf| FileOptions {
+            root,
             layout: Layout::ThinkJs3,
             max_bytes: 100,
-        })
-        .unwrap();
+            trust_folder: false,
+        };
+        // known at creation: the handle fails
+        fs::write(&file, "x").unwrap();
+        let err = FileStore::new(options(file.join("sessions")))
+            .err()
+            .unwrap();
+        assert_eq!(err.code().as_str(), "ERR_SESSION_OPTIONS");
+        assert!(err.to_string().contains("plain-file"), "{err}");
+        // known on first use: the call fails
+        let later = dir.path().join("later");
+        let s = FileStore::new(options(later.join("sessions"))).unwrap();
+        fs::write(&later, "x").unwrap();
         let patch = Patch::of(&[("a", "1")], 1_000);
         let err = s
             .apply_patch_blocking(&id("abcdefgh"), &patch, 0)
             .unwrap_err();
         assert_eq!(err.code().as_str(), "ERR_SESSION_STORE");
-        assert!(err.to_string().contains("plain-file"), "{err}");
+        assert!(err.to_string().contains("later"), "{err}");
+    }
+
+    #[test]
+    fn folders_and_files_are_the_owners_alone_and_links_are_never_followed() {
+        use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| fs::symlink_metadata(p).unwrap().mode() & 0o777;
+        for layout in [Layout::ThinkJs3, Layout::ThinkJs2 { depth: 2 }] {
+            let base = dir.path().join(format!("{layout:?}").replace(' ', ""));
+            let s = store(&base, layout);
+            let root = base.join("sessions");
+            let a = id("private-session");
+            s.apply_patch_blocking(&a, &Patch::of(&[("k", "1")], 60_000), 0)
+                .unwrap();
+            assert_eq!(mode(&root), 0o700);
+            assert_eq!(mode(root.parent().unwrap()), 0o700);
+            let file = s.path_of(&a);
+            assert_eq!(mode(&file), 0o600);
+            assert_eq!(mode(file.parent().unwrap()), 0o700);
+            // a link planted under a session's name is an error for that session alone
+            let outside = dir.path().join(format!("outside-{}", mode(&root)));
+            let record = r#"{"expires":9999999999999,"maxAge":1,"data":{"admin":true}}"#;
+            fs::write(&outside, record).unwrap();
+            let b = id("planted-link");
+            let planted = s.path_of(&b);
+            fs::create_dir_all(planted.parent().unwrap()).unwrap();
+            symlink(&outside, &planted).unwrap();
+            let err = s.load_blocking(&b, 0).unwrap_err();
+            assert!(err.to_string().contains("symbolic link"), "{err}");
+            let patch = Patch::of(&[("x", "1")], 60_000);
+            assert!(s.apply_patch_blocking(&b, &patch, 0).is_err());
+            assert!(s.load_blocking(&a, 0).unwrap().is_some());
+            // gc at a time the linked record would be expired: it is not reached
+            s.gc_blocking(i64::MAX / 2).unwrap();
+            assert_eq!(fs::read_to_string(&outside).unwrap(), record);
+            assert!(fs::symlink_metadata(&planted).is_ok());
+        }
+        // An earlier version's folder (0755) and file (0644): the folder is closed when the
+        // store opens, the file by gc.
+        let old = dir.path().join("old/sessions");
+        fs::create_dir_all(&old).unwrap();
+        fs::set_permissions(&old, fs::Permissions::from_mode(0o755)).unwrap();
+        let file = old.join("old-session-file");
+        let record = r#"{"expires":9999999999999,"maxAge":1000,"data":{"k":1}}"#;
+        fs::write(&file, record).unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        let s = store(old.parent().unwrap(), Layout::ThinkJs3);
+        assert_eq!(mode(&old), 0o700);
+        s.gc_blocking(0).unwrap();
+        assert_eq!(mode(&file), 0o600);
+        let data = s
+            .load_blocking(&id("old-session-file"), 0)
+            .unwrap()
+            .unwrap()
+            .data;
+        assert_eq!(data, r#"{"k":1}"#);
+        assert_eq!(fs::metadata(&file).unwrap().uid(), unsafe {
+            libc::geteuid()
+        });
+    }
+
+    #[test]
+    fn a_folder_others_may_write_in_is_refused_unless_trusted() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o777)).unwrap();
+        let options = |trust_folder| FileOptions {
+            root: shared.clone(),
+            layout: Layout::ThinkJs3,
+            max_bytes: 100,
+            trust_folder,
+        };
+        let err = FileStore::new(options(false)).err().unwrap();
+        assert_eq!(err.code().as_str(), "ERR_SESSION_OPTIONS");
+        assert!(err.to_string().contains("mode 0777"), "{err}");
+        // made after the handle: every call refuses it
+        let s = store(&dir.path().join("later"), Layout::ThinkJs3);
+        let later = dir.path().join("later/sessions");
+        fs::create_dir_all(&later).unwrap();
+        fs::set_permissions(&later, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = s.load_blocking(&id("abcdefgh"), 0).unwrap_err();
+        assert_eq!(err.code().as_str(), "ERR_SESSION_STORE");
+        assert!(err.to_string().contains("trustFolder"), "{err}");
+        let trusted = FileStore::new(options(true)).unwrap();
+        let patch = Patch::of(&[("a", "1")], 60_000);
+        trusted
+            .apply_patch_blocking(&id("abcdefgh"), &patch, 0)
+            .unwrap();
     }
 }

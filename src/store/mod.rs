@@ -13,6 +13,7 @@ pub mod db;
 pub mod file;
 pub mod memory;
 pub mod options;
+pub mod private;
 #[cfg(feature = "redis")]
 pub mod redis;
 

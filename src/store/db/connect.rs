@@ -12,6 +12,7 @@ use sqlx::ConnectOptions;
 use super::sql::Backend;
 use super::{pool, DbOptions};
 use crate::error::{Error, Result};
+use crate::store::private::{self, PrivateFolders};
 
 /// Where the sessions live: a URL, or the parts of one (think-mysql's option names).
 #[derive(Debug, Clone, Default)]
@@ -26,6 +27,8 @@ pub struct Connection {
     pub password: Option<String>,
     /// The database, or with SQLite the file's path.
     pub database: Option<String>,
+    /// SQLite: use a folder that another user owns or may write in, or that is a link.
+    pub trust_folder: bool,
 }
 
 /// The pool of the store's backend.
@@ -135,14 +138,21 @@ pub(super) fn connect(options: &DbOptions) -> Result<(Pools, String)> {
                         .into(),
                 });
             }
-            if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(folder).map_err(|e| {
-                    Error::store(
-                        "db",
-                        format!("sqlite: cannot create {}: {e}", folder.display()),
-                    )
+            // The file and its folder are the process user's alone, as the file store's are.
+            let folder = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                Some(folder) => folder.to_owned(),
+                None => PathBuf::from("."),
+            };
+            PrivateFolders::shared(c.trust_folder)
+                .ensure(&folder, true)
+                .map_err(|reason| Error::InvalidOption {
+                    name: "database",
+                    reason,
                 })?;
-            }
+            private::prepare_database(&path).map_err(|e| Error::InvalidOption {
+                name: "database",
+                reason: format!("{}: {e}", path.display()),
+            })?;
             let o = SqliteConnectOptions::new()
                 .filename(&path)
                 .create_if_missing(true)

@@ -56,6 +56,8 @@ struct Config {
     query_timeout: Option<f64>,
     create_table: Option<bool>,
     max_bytes: Option<f64>,
+    /// SQLite: use a folder that another user owns or may write in, or that is a link.
+    trust_folder: Option<bool>,
 }
 
 /// The store registered as "db". Must run inside the tokio runtime that will drive its
@@ -90,6 +92,7 @@ pub fn open(json: &str) -> Result<Box<dyn SessionStore>> {
             user: config.user,
             password: config.password,
             database: config.database,
+            trust_folder: config.trust_folder.unwrap_or(false),
         },
         prefix: config.prefix.unwrap_or_default(),
         pool_size: options::count("poolSize", config.pool_size, DEFAULT_POOL_SIZE)?,

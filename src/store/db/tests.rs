@@ -558,3 +558,60 @@ async fn recovers_when_the_server_kills_its_connections() {
         r#"{"before":1,"after":2}"#
     );
 }
+
+#[tokio::test]
+async fn the_sqlite_file_and_its_folder_are_the_owners_alone() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+    let options = |database: &std::path::Path, trust_folder| DbOptions {
+        connection: Connection {
+            backend: Some(Backend::Sqlite),
+            database: Some(database.to_string_lossy().into_owned()),
+            trust_folder,
+            ..Connection::default()
+        },
+        prefix: String::new(),
+        pool_size: 2,
+        connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        query_timeout: DEFAULT_QUERY_TIMEOUT,
+        create_table: true,
+        max_bytes: DEFAULT_MAX_BYTES,
+    };
+    let file = dir.path().join("made/here/sessions.sqlite");
+    let store = DbStore::new(options(&file, false)).unwrap();
+    let id = SessionId::parse("sqlite-private").unwrap();
+    store
+        .apply_patch(&id, &Patch::of(&[("k", "1")], 60_000), 0)
+        .await
+        .unwrap();
+    assert_eq!(mode(file.parent().unwrap()), 0o700);
+    for name in [
+        "sessions.sqlite",
+        "sessions.sqlite-wal",
+        "sessions.sqlite-shm",
+    ] {
+        assert_eq!(mode(&file.with_file_name(name)), 0o600, "{name}");
+    }
+    store.close().await.unwrap();
+    // a folder others may write in is refused when the handle is made
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = DbStore::new(options(&shared.join("s.sqlite"), false))
+        .err()
+        .unwrap();
+    assert_eq!(err.code().as_str(), "ERR_SESSION_OPTIONS");
+    assert!(err.to_string().contains("mode 0777"), "{err}");
+    assert!(DbStore::new(options(&shared.join("s.sqlite"), true)).is_ok());
+    // a folder the file shares with the app's other files is checked, not changed
+    let runtime = dir.path().join("runtime");
+    std::fs::create_dir(&runtime).unwrap();
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(DbStore::new(options(&runtime.join("s.sqlite"), false)).is_ok());
+    assert_eq!(mode(&runtime), 0o755);
+    assert_eq!(mode(&runtime.join("s.sqlite")), 0o600);
+    assert_eq!(std::fs::metadata(&file).unwrap().uid(), unsafe {
+        libc::geteuid()
+    });
+}
