@@ -6,6 +6,7 @@ import {
   FileStore,
   MemorySession,
   MemoryStore,
+  SharedMemoryStore,
   NativeSession,
   type Loaded,
   type LoadedKey,
@@ -36,6 +37,9 @@ export async function use(ctx: object): Promise<number> {
   const renamed: string = await regenerate(ctx);
   const moved: boolean = new MemoryStore().rename(renamed, generateId());
   await handle.delete();
+  const shared = new SharedMemoryStore({ path: '/dev/shm/app-sessions', maxEntries: 10, mapBytes: 1 << 26 });
+  shared.apply(handle.id, 'a', '1', 1000);
+  new MemorySession({ shared: true, path: '/dev/shm/app-sessions', cookie: handle.id });
   const store = new MemoryStore({ maxEntries: 10 });
   store.apply(handle.id, 'a', '1', 1000);
   store.apply(handle.id, null, null, 1000);

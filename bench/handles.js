@@ -73,6 +73,11 @@ const handles = {
   jsmap: { handle: JsMapSession },
   glue: { handle: GlueOnlySession },
   memory: { handle: MemorySession, options: { maxEntries: 2000000 } },
+  // The store the workers of a clustered app share; its folder is the bench's own.
+  shared: {
+    handle: MemorySession,
+    options: { maxEntries: 2000000, shared: true, path: path.join('/dev/shm', `tsn-bench-${path.basename(workDir)}`) },
+  },
   tsfile: { handle: ThinkSessionFile, options: { sessionPath: path.join(workDir, 'think-session-file') } },
   file: { handle: FileSession, options: { sessionPath: path.join(workDir, 'file-session') } },
   // think-session-redis writes on 'finish'; a PING on its connection answers after that write.

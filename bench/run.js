@@ -27,6 +27,7 @@ const GROUPS = [
       { name: 'no session (ceiling)', key: 'none' },
       { name: 'JS Map handle (baseline)', key: 'jsmap' },
       { name: 'MemorySession', key: 'memory' },
+      { name: 'MemorySession, shared by workers', key: 'shared' },
       { name: 'glue only (native handle, a store that does nothing)', key: 'glue' },
       { name: 'no session, ceiling (drop-in)', key: 'none-dropin' },
       { name: 'JS Map handle (drop-in)', key: 'jsmap-dropin' },
@@ -649,6 +650,11 @@ function machine() {
   fs.writeFileSync(path.join(__dirname, 'RESULTS.md'), markdown);
   progress('wrote bench/RESULTS.md and bench/results.svg');
   fs.rmSync(process.env.BENCH_DIR, { recursive: true, force: true });
+  // the shared memory store's folder (bench/handles.js)
+  fs.rmSync(path.join('/dev/shm', `tsn-bench-${path.basename(process.env.BENCH_DIR)}`), {
+    recursive: true,
+    force: true,
+  });
 })().catch((err) => {
   console.error(`[bench] failed: ${err.stack || err}`);
   process.exit(1);

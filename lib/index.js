@@ -1,7 +1,7 @@
 'use strict';
 const native = require('../index.js');
 const { NativeSession, MemorySession, FileSession, RedisSession, DbSession, regenerate } = require('./thinkjs3.js');
-const { NativeStore, MemoryStore, FileStore, RedisStore, DbStore } = require('./stores.js');
+const { NativeStore, MemoryStore, SharedMemoryStore, FileStore, RedisStore, DbStore } = require('./stores.js');
 
 // The native functions (typed in index.d.ts), the stores and the ThinkJS glue.
 module.exports = {
@@ -14,6 +14,7 @@ module.exports = {
   regenerate,
   NativeStore,
   MemoryStore,
+  SharedMemoryStore,
   FileStore,
   RedisStore,
   DbStore,

@@ -1,8 +1,12 @@
 'use strict';
 // The native stores: one class over every store, opened by kind. Memory answers
 // synchronously; the others return promises settled off the JS thread.
+const cluster = require('cluster');
+const crypto = require('crypto');
+const fs = require('fs');
+const path = require('path');
 const native = require('../index.js');
-const { toMs } = require('./session.js');
+const { toMs, sessionError } = require('./session.js');
 
 /**
  * A store opened by kind ('memory', 'file', 'redis', 'db') with its options; the calls go
@@ -68,6 +72,7 @@ const storeOf = (kind) =>
   };
 
 class MemoryStore extends storeOf('memory') {}
+class SharedMemoryStore extends storeOf('shared') {}
 class FileStore extends storeOf('file') {}
 class RedisStore extends storeOf('redis') {}
 class DbStore extends storeOf('db') {}
@@ -111,4 +116,42 @@ function sharedStore(kind, options, gcInterval) {
   return store;
 }
 
-module.exports = { NativeStore, MemoryStore, FileStore, RedisStore, DbStore, sharedStore };
+const SHARED_MEMORY = '/dev/shm';
+
+/**
+ * Whether a memory store is shared by the app's workers: `shared` when given, otherwise when
+ * this process is one of several cluster workers (ThinkJS 3/4 sets THINK_WORKERS; ThinkJS 2
+ * says `clustered`). A per-process store would log a user out whenever the next request
+ * lands on another worker.
+ */
+function sharesMemory(shared, clustered = cluster.isWorker && Number(process.env.THINK_WORKERS) > 1) {
+  return shared === undefined || shared === null ? clustered : Boolean(shared);
+}
+
+/**
+ * The folder of the app's shared memory store: on tmpfs, per user, named after the app's
+ * root, so that every worker of one app finds the same store and two apps never do.
+ */
+function sharedMemoryPath(root) {
+  if (!fs.existsSync(SHARED_MEMORY)) {
+    throw sessionError(
+      'ERR_SESSION_OPTIONS',
+      `the memory store is shared by an app's workers through ${SHARED_MEMORY}, which this host does not have: give \`path\` (a folder on tmpfs), run one worker, or use FileSession, RedisSession or DbSession`,
+    );
+  }
+  const app = crypto.createHash('sha256').update(path.resolve(root)).digest('hex').slice(0, 16);
+  const user = typeof process.getuid === 'function' ? process.getuid() : 'user';
+  return path.join(SHARED_MEMORY, `think-session-native-${user}`, app);
+}
+
+module.exports = {
+  NativeStore,
+  MemoryStore,
+  SharedMemoryStore,
+  FileStore,
+  RedisStore,
+  DbStore,
+  sharedStore,
+  sharesMemory,
+  sharedMemoryPath,
+};

@@ -9,7 +9,7 @@ const os = require('os');
 const path = require('path');
 const native = require('../index.js');
 const { SessionCore, InOrder, sessionError } = require('./session.js');
-const { sharedStore } = require('./stores.js');
+const { sharedStore, sharedMemoryPath } = require('./stores.js');
 
 // The ThinkJS 2 app this glue is installed into (see install).
 let think;
@@ -126,6 +126,14 @@ const snapshot = (data) => Object.fromEntries(Object.entries(data).map(([key, va
 class MemoryAdapter extends adapterOf('memory', (o) => ({
   maxEntries: o.maxEntries,
   maxBytes: o.maxBytes,
+})) {}
+
+// `memory` in cluster mode: the memory shared by the app's workers (MemorySession's shared store).
+class SharedMemoryAdapter extends adapterOf('shared', (o) => ({
+  path: o.path ? path.resolve(o.path) : sharedMemoryPath(think.ROOT_PATH),
+  maxEntries: o.maxEntries,
+  maxBytes: o.maxBytes,
+  trustFolder: o.trust_folder ?? o.trustFolder,
 })) {}
 
 // adapter.file: `path` (default as the built-in's) and `path_depth`. The default folder is
@@ -353,10 +361,13 @@ function install(app) {
   if (app.session === session) return;
   think = app;
   for (const [type, Adapter] of Object.entries(ADAPTERS)) think.adapter('session', type, Adapter);
-  // Memory cannot be shared between cluster workers: as ThinkJS 2 does, use the file store,
-  // and say so once, at start-up.
+  // A process's memory is not shared by cluster workers: ThinkJS 2 turns memory into file
+  // there; this keeps memory, in memory the workers share, and says so once, at start-up.
   if (String(think.config('session').type || 'memory').toLowerCase() === 'memory' && clustered()) {
-    think.log("in cluster mode, session can't use memory for storage, convert to File", 'SESSION');
+    think.log(
+      `in cluster mode, memory sessions are kept in memory the workers share (${sharedMemoryPath(think.ROOT_PATH)})`,
+      'SESSION',
+    );
   }
   think.session = session;
 }
@@ -387,10 +398,10 @@ function session(http) {
     fresh = true;
   } else if (resign) setCookie(id);
   http._cookie[name] = id;
-  let type = String(config.type || 'memory').toLowerCase();
-  if (type === 'memory' && clustered()) type = 'file';
+  const type = String(config.type || 'memory').toLowerCase();
   const conf = { ...parsed(config, type), cookie: id, newCookie: fresh, setCookie, idLength, [PARSED]: true };
-  const Adapter = ADAPTERS[type] || think.adapter('session', type);
+  const Adapter =
+    type === 'memory' && clustered() ? SharedMemoryAdapter : ADAPTERS[type] || think.adapter('session', type);
   http._session = new Adapter(conf);
   return http._session;
 }
@@ -414,4 +425,13 @@ async function regenerate(http) {
   return session.regenerate();
 }
 
-module.exports = { install, MemoryAdapter, FileAdapter, DbAdapter, RedisAdapter, SessionAdapter, regenerate };
+module.exports = {
+  install,
+  MemoryAdapter,
+  SharedMemoryAdapter,
+  FileAdapter,
+  DbAdapter,
+  RedisAdapter,
+  SessionAdapter,
+  regenerate,
+};

@@ -5,7 +5,7 @@
 const path = require('path');
 const native = require('../index.js');
 const { SessionCore, sessionError, toMs, DAY } = require('./session.js');
-const { sharedStore } = require('./stores.js');
+const { sharedStore, sharesMemory, sharedMemoryPath } = require('./stores.js');
 
 // Where a request's handle is kept on its context, for regenerate(ctx).
 const HANDLE = Symbol('think-session-native handle');
@@ -51,9 +51,14 @@ class NativeSession extends SessionCore {
       return last.store;
     }
     const values = names.map((name) => optionValue(options[name]));
-    const store = sharedStore(this.kind, this.storeOptions(options), options.gcInterval);
+    const store = sharedStore(this.kindOf(options), this.storeOptions(options), options.gcInterval);
     this.lastStore = { owner: this, values, gcInterval: options.gcInterval, store };
     return store;
+  }
+
+  /** The kind of store the options choose: by default the handle's. */
+  static kindOf() {
+    return this.kind;
   }
 
   /** The native store's options from the handle's (its JS peer's names): by default the same names. */
@@ -96,9 +101,23 @@ async function regenerate(ctx) {
   return handle.regenerate();
 }
 
+// In process memory, or, when the app runs several workers (or `shared: true`), in memory
+// shared by the app's workers (an LMDB map on /dev/shm; `path` names another folder).
 class MemorySession extends NativeSession {
   static kind = 'memory';
-  static storeOptionNames = ['maxEntries', 'maxBytes'];
+  static storeOptionNames = ['maxEntries', 'maxBytes', 'shared', 'path', 'mapBytes', 'trustFolder'];
+
+  static kindOf(options) {
+    return sharesMemory(options.shared) ? 'shared' : 'memory';
+  }
+
+  static storeOptions(options) {
+    const { maxEntries, maxBytes } = options;
+    if (this.kindOf(options) === 'memory') return { maxEntries, maxBytes };
+    const root = (global.think && global.think.ROOT_PATH) || process.cwd();
+    const folder = options.path ? path.resolve(options.path) : sharedMemoryPath(root);
+    return { path: folder, maxEntries, maxBytes, mapBytes: options.mapBytes, trustFolder: options.trustFolder };
+  }
 }
 
 // think-session-file's layout and options, so swapping the handle keeps every session.

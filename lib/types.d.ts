@@ -33,7 +33,14 @@ export interface SessionOptions {
   maxCookieLength?: number;
 }
 
-export interface MemorySessionOptions extends SessionOptions, MemoryStoreOptions {}
+export interface MemorySessionOptions extends SessionOptions, MemoryStoreOptions, Partial<SharedMemoryStoreOptions> {
+  /**
+   * Keep the sessions in memory shared by the app's workers (SharedMemoryStore) rather than in
+   * this process. Default: shared when the app runs more than one worker, so that a user's
+   * next request finds the session whichever worker serves it.
+   */
+  shared?: boolean;
+}
 
 /** Cookie options think-session passes as the third argument. */
 export interface SessionCookieOptions {
@@ -117,6 +124,26 @@ export interface MemoryStoreOptions {
   maxEntries?: number;
   /** Most bytes of JSON per session; a larger write fails with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
   maxBytes?: number;
+}
+
+export interface SharedMemoryStoreOptions extends MemoryStoreOptions {
+  /**
+   * The folder of the store, on tmpfs; every process that names it shares the sessions. For
+   * MemorySession: `/dev/shm/think-session-native-<uid>/<hash of the app's root>` by default.
+   */
+  path: string;
+  /** The most bytes the shared map may hold. Default 1 GiB (tmpfs holds only what is written). */
+  mapBytes?: number;
+  /** Use a folder another user owns or may write in, or a link (see FileStoreOptions). Default false. */
+  trustFolder?: boolean;
+}
+
+/**
+ * The memory store shared by processes (an app's workers): an LMDB map on tmpfs. Synchronous
+ * as MemoryStore; past `maxEntries` the session written longest ago goes.
+ */
+export declare class SharedMemoryStore extends MemoryStore {
+  constructor(options: SharedMemoryStoreOptions);
 }
 
 /** The memory store behind MemorySession, for direct use: JSON text in and out, synchronous. */

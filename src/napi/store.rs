@@ -110,11 +110,8 @@ pub fn store_load(
 ) -> Result<Answer<Option<Loaded>>> {
     let (id, opened) = (id.0?, opened(slot)?);
     if let Some(store) = opened.inline {
-        return Ok(Answer::Now(store.load_data_now(
-            &id,
-            now_ms(),
-            auto_update_rate,
-        )));
+        let loaded = store.load_data_now(&id, now_ms(), auto_update_rate)?;
+        return Ok(Answer::Now(loaded));
     }
     off_thread(&env, opened, move |store| async move {
         store.load_data(&id, now_ms(), auto_update_rate).await
@@ -137,7 +134,7 @@ pub fn store_load_key(
 ) -> Result<Answer<Option<LoadedKey>>> {
     let (id, name, opened) = (id.0?, name.0?, opened(slot)?);
     if let Some(store) = opened.inline {
-        let loaded = store.load_key_now(&id, &name, now_ms(), auto_update_rate);
+        let loaded = store.load_key_now(&id, &name, now_ms(), auto_update_rate)?;
         return Ok(Answer::Now(loaded));
     }
     off_thread(&env, opened, move |store| async move {
@@ -203,8 +200,7 @@ pub fn store_touch(env: Env, slot: u32, id: IdArg, max_age_ms: f64) -> Result<An
 pub fn store_destroy(env: Env, slot: u32, id: IdArg) -> Result<Answer<()>> {
     let (id, opened) = (id.0?, opened(slot)?);
     if let Some(store) = opened.inline {
-        store.destroy_now(&id);
-        return Ok(Answer::Now(()));
+        return Ok(Answer::Now(store.destroy_now(&id)?));
     }
     off_thread(&env, opened, move |store| async move {
         store.destroy(&id).await
@@ -219,7 +215,7 @@ pub fn store_destroy(env: Env, slot: u32, id: IdArg) -> Result<Answer<()>> {
 pub fn store_rename(env: Env, slot: u32, from: IdArg, to: IdArg) -> Result<Answer<bool>> {
     let (from, to, opened) = (from.0?, to.0?, opened(slot)?);
     if let Some(store) = opened.inline {
-        return Ok(Answer::Now(store.rename_now(&from, &to, now_ms())));
+        return Ok(Answer::Now(store.rename_now(&from, &to, now_ms())?));
     }
     off_thread(&env, opened, move |store| async move {
         store.rename(&from, &to, now_ms()).await

@@ -6,7 +6,6 @@
 use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard};
 
-use async_trait::async_trait;
 use indexmap::IndexMap;
 use lru::LruCache;
 use serde_json::value::RawValue;
@@ -14,7 +13,7 @@ use serde_json::value::RawValue;
 use crate::error::{Error, Result};
 use crate::id::SessionId;
 use crate::session::{check_max_bytes, json_key_len, write_key, Patch, Record, DEFAULT_MAX_BYTES};
-use crate::store::{options, InlineStore, Loaded, LoadedKey, Runs, SessionStore};
+use crate::store::{options, InlineStore, Loaded, LoadedKey, SessionStore};
 
 pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
 
@@ -228,28 +227,6 @@ impl MemoryStore {
         }
     }
 
-    pub fn load_now(&self, id: &SessionId, now_ms: i64) -> Option<Record> {
-        self.with_live(id, now_ms, |entry| entry.record())
-    }
-
-    /// Locks one shard at a time, so a request waits at most for one slice of the scan.
-    pub fn gc_now(&self, now_ms: i64) -> u64 {
-        let mut removed = 0;
-        for shard in self.shards.iter() {
-            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
-            let expired: Vec<SessionId> = shard
-                .iter()
-                .filter(|(_, record)| !record.is_live(now_ms))
-                .map(|(id, _)| id.clone())
-                .collect();
-            for id in &expired {
-                shard.pop(id);
-            }
-            removed += expired.len() as u64;
-        }
-        removed
-    }
-
     pub fn len(&self) -> usize {
         self.shards
             .iter()
@@ -263,13 +240,39 @@ impl MemoryStore {
 }
 
 impl InlineStore for MemoryStore {
+    fn load_now(&self, id: &SessionId, now_ms: i64) -> Result<Option<Record>> {
+        Ok(self.with_live(id, now_ms, |entry| entry.record()))
+    }
+
+    /// Locks one shard at a time, so a request waits at most for one slice of the scan.
+    fn gc_now(&self, now_ms: i64) -> Result<u64> {
+        let mut removed = 0;
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let expired: Vec<SessionId> = shard
+                .iter()
+                .filter(|(_, record)| !record.is_live(now_ms))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in &expired {
+                shard.pop(id);
+            }
+            removed += expired.len() as u64;
+        }
+        Ok(removed)
+    }
+
+    fn size(&self) -> Option<usize> {
+        Some(self.len())
+    }
+
     /// The live data, refreshing its expiry under the same lock when `auto_update_rate`
     /// says so.
-    fn load_data_now(&self, id: &SessionId, now_ms: i64, rate: f64) -> Option<Loaded> {
-        self.with_live(id, now_ms, |entry| Loaded {
+    fn load_data_now(&self, id: &SessionId, now_ms: i64, rate: f64) -> Result<Option<Loaded>> {
+        Ok(self.with_live(id, now_ms, |entry| Loaded {
             refreshed: entry.refresh_if_due(now_ms, rate),
             data: entry.data(),
-        })
+        }))
     }
 
     /// One key of the live session, refreshing as `load_data_now` does.
@@ -279,11 +282,11 @@ impl InlineStore for MemoryStore {
         name: &str,
         now_ms: i64,
         rate: f64,
-    ) -> Option<LoadedKey> {
-        self.with_live(id, now_ms, |entry| LoadedKey {
+    ) -> Result<Option<LoadedKey>> {
+        Ok(self.with_live(id, now_ms, |entry| LoadedKey {
             refreshed: entry.refresh_if_due(now_ms, rate),
             value: entry.keys.get(name).map(|value| value.get().to_owned()),
-        })
+        }))
     }
 
     fn apply_patch_now(&self, id: &SessionId, patch: &Patch, now_ms: i64) -> Result<()> {
@@ -313,25 +316,26 @@ impl InlineStore for MemoryStore {
             .is_some())
     }
 
-    fn destroy_now(&self, id: &SessionId) {
+    fn destroy_now(&self, id: &SessionId) -> Result<()> {
         self.shard(id).pop(id);
+        Ok(())
     }
 
     /// Takes both shards' locks (in a fixed order) so no request sees the record under
     /// both ids or neither.
-    fn rename_now(&self, from: &SessionId, to: &SessionId, now_ms: i64) -> bool {
+    fn rename_now(&self, from: &SessionId, to: &SessionId, now_ms: i64) -> Result<bool> {
         let (a, b) = (self.shard_index(from), self.shard_index(to));
         let lock = |i: usize| self.shards[i].lock().unwrap_or_else(|p| p.into_inner());
         let (mut source, mut target) = match a.cmp(&b) {
             std::cmp::Ordering::Equal => {
                 let mut shard = lock(a);
-                return match shard.pop(from) {
+                return Ok(match shard.pop(from) {
                     Some(record) if record.is_live(now_ms) => {
                         shard.put(to.clone(), record);
                         true
                     }
                     _ => false,
-                };
+                });
             }
             std::cmp::Ordering::Less => {
                 let source = lock(a);
@@ -342,7 +346,7 @@ impl InlineStore for MemoryStore {
                 (lock(a), target)
             }
         };
-        match source.pop(from) {
+        Ok(match source.pop(from) {
             Some(record) if record.is_live(now_ms) => {
                 target.put(to.clone(), record);
                 while target.len() > self.entries_per_shard {
@@ -351,67 +355,7 @@ impl InlineStore for MemoryStore {
                 true
             }
             _ => false,
-        }
-    }
-}
-
-#[async_trait]
-impl SessionStore for MemoryStore {
-    fn runs(&self) -> Runs {
-        Runs::Inline
-    }
-
-    fn inline(&self) -> Option<&dyn InlineStore> {
-        Some(self)
-    }
-
-    fn size(&self) -> Option<usize> {
-        Some(self.len())
-    }
-
-    /// The read and its refresh under one lock.
-    async fn load_data(
-        &self,
-        id: &SessionId,
-        now_ms: i64,
-        auto_update_rate: f64,
-    ) -> Result<Option<Loaded>> {
-        Ok(self.load_data_now(id, now_ms, auto_update_rate))
-    }
-
-    async fn load_key(
-        &self,
-        id: &SessionId,
-        name: &str,
-        now_ms: i64,
-        auto_update_rate: f64,
-    ) -> Result<Option<LoadedKey>> {
-        Ok(self.load_key_now(id, name, now_ms, auto_update_rate))
-    }
-
-    async fn load(&self, id: &SessionId, now_ms: i64) -> Result<Option<Record>> {
-        Ok(self.load_now(id, now_ms))
-    }
-
-    async fn apply_patch(&self, id: &SessionId, patch: &Patch, now_ms: i64) -> Result<()> {
-        self.apply_patch_now(id, patch, now_ms)
-    }
-
-    async fn touch(&self, id: &SessionId, max_age_ms: i64, now_ms: i64) -> Result<bool> {
-        self.touch_now(id, max_age_ms, now_ms)
-    }
-
-    async fn destroy(&self, id: &SessionId) -> Result<()> {
-        self.destroy_now(id);
-        Ok(())
-    }
-
-    async fn rename(&self, from: &SessionId, to: &SessionId, now_ms: i64) -> Result<bool> {
-        Ok(self.rename_now(from, to, now_ms))
-    }
-
-    async fn gc(&self, now_ms: i64) -> Result<u64> {
-        Ok(self.gc_now(now_ms))
+        })
     }
 }
 
@@ -445,14 +389,14 @@ mod tests {
         for n in 0..3 {
             set(&store, n, &[("a", "1")], 0);
         }
-        assert!(store.load_now(&id(0), 1).is_some()); // 0 is now the most recent
+        assert!(store.load_now(&id(0), 1).unwrap().is_some()); // 0 is now the most recent
         set(&store, 3, &[("a", "1")], 0);
         assert_eq!(store.len(), 3);
         assert!(
-            store.load_now(&id(1), 1).is_none(),
+            store.load_now(&id(1), 1).unwrap().is_none(),
             "1 was least recently used"
         );
-        assert!(store.load_now(&id(0), 1).is_some());
+        assert!(store.load_now(&id(0), 1).unwrap().is_some());
     }
 
     #[test]
@@ -484,7 +428,10 @@ mod tests {
         let big = Patch::of(&[("b", r#""0123456789abcdef""#)], 1_000);
         let err = store.apply_patch_now(&id(1), &big, 0).unwrap_err();
         assert_eq!(err.code().as_str(), "ERR_SESSION_TOO_LARGE");
-        assert_eq!(store.load_now(&id(1), 1).unwrap().data, r#"{"a":1}"#);
+        assert_eq!(
+            store.load_now(&id(1), 1).unwrap().unwrap().data,
+            r#"{"a":1}"#
+        );
     }
 
     #[test]
@@ -494,11 +441,19 @@ mod tests {
         let load = |now| {
             store
                 .load_data_now(&id(1), now, 0.5)
+                .unwrap()
                 .map(|l| (l.data, l.refreshed))
         };
         assert_eq!(load(400), Some((r#"{"a":1}"#.into(), false)));
         assert_eq!(load(600), Some((r#"{"a":1}"#.into(), true)));
-        assert_eq!(store.load_now(&id(1), 1_500).unwrap().expires_at_ms, 1_600);
+        assert_eq!(
+            store
+                .load_now(&id(1), 1_500)
+                .unwrap()
+                .unwrap()
+                .expires_at_ms,
+            1_600
+        );
         assert_eq!(load(1_600), None, "expired");
     }
 
@@ -537,7 +492,7 @@ mod tests {
     fn one_key_is_read_without_the_rest() {
         let store = MemoryStore::new(MemoryOptions::default()).unwrap();
         set(&store, 1, &[("a", "1"), ("big", r#""0123456789""#)], 0); // expires at 1000
-        let key = |name, now| store.load_key_now(&id(1), name, now, 0.5);
+        let key = |name, now| store.load_key_now(&id(1), name, now, 0.5).unwrap();
         let loaded = key("a", 100).unwrap();
         assert_eq!(
             (loaded.value.as_deref(), loaded.refreshed),
@@ -550,7 +505,7 @@ mod tests {
         );
         assert!(key("a", 600).unwrap().refreshed);
         assert!(
-            store.load_key_now(&id(2), "a", 100, 0.5).is_none(),
+            store.load_key_now(&id(2), "a", 100, 0.5).unwrap().is_none(),
             "no session"
         );
     }
@@ -560,9 +515,9 @@ mod tests {
         let store = MemoryStore::new(MemoryOptions::default()).unwrap();
         set(&store, 1, &[], 0); // expires at 1000
         set(&store, 2, &[], 5_000); // expires at 6000
-        assert_eq!(store.gc_now(2_000), 1);
+        assert_eq!(store.gc_now(2_000).unwrap(), 1);
         assert_eq!(store.len(), 1);
-        assert!(store.load_now(&id(2), 2_000).is_some());
+        assert!(store.load_now(&id(2), 2_000).unwrap().is_some());
     }
 
     #[test]
@@ -599,7 +554,7 @@ mod tests {
             t.join().unwrap();
         }
         let data: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(&store.load_now(&id(7), 1).unwrap().data).unwrap();
+            serde_json::from_str(&store.load_now(&id(7), 1).unwrap().unwrap().data).unwrap();
         assert_eq!(data.len(), 400);
     }
 }

@@ -16,6 +16,7 @@ pub mod options;
 pub mod private;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod shared;
 
 /// Opens a store by the name JavaScript gives it, from its options as JSON text (the
 /// option names of the store's JS peer, camelCase). The one list of stores: adding a
@@ -24,13 +25,16 @@ pub fn open(kind: &str, options: &str) -> Result<Box<dyn SessionStore>> {
     match kind {
         "memory" => memory::open(options),
         "file" => file::open(options),
+        "shared" => shared::open(options),
         #[cfg(feature = "redis")]
         "redis" => redis::open(options),
         #[cfg(feature = "db")]
         "db" => db::open(options),
         other => Err(Error::InvalidOption {
             name: "kind",
-            reason: format!("{other:?} is not a store: 'memory', 'file', 'redis' or 'db'"),
+            reason: format!(
+                "{other:?} is not a store: 'memory', 'shared', 'file', 'redis' or 'db'"
+            ),
         }),
     }
 }
@@ -58,23 +62,89 @@ pub enum Runs {
     Io,
 }
 
-/// The calls of a store that answers without I/O (memory), made on the caller's thread
-/// with no future to build and poll: the request path of such a store is a function
+/// A store that answers without I/O (memory, shared memory): its calls are made on the
+/// caller's thread with no future to build and poll, so the request path is a function
 /// call (ARCHITECTURE.md, "Performance shape"). Each does what the [`SessionStore`]
-/// method of the same name does.
+/// method of the same name does; such a store is a [`SessionStore`] through them.
 pub trait InlineStore: Send + Sync {
-    fn load_data_now(&self, id: &SessionId, now_ms: i64, auto_update_rate: f64) -> Option<Loaded>;
+    fn load_now(&self, id: &SessionId, now_ms: i64) -> Result<Option<Record>>;
+    fn load_data_now(
+        &self,
+        id: &SessionId,
+        now_ms: i64,
+        auto_update_rate: f64,
+    ) -> Result<Option<Loaded>>;
+    /// By default the whole read, and the key picked from it.
     fn load_key_now(
         &self,
         id: &SessionId,
         name: &str,
         now_ms: i64,
         auto_update_rate: f64,
-    ) -> Option<LoadedKey>;
+    ) -> Result<Option<LoadedKey>> {
+        key_of(self.load_data_now(id, now_ms, auto_update_rate)?, name)
+    }
     fn apply_patch_now(&self, id: &SessionId, patch: &Patch, now_ms: i64) -> Result<()>;
     fn touch_now(&self, id: &SessionId, max_age_ms: i64, now_ms: i64) -> Result<bool>;
-    fn destroy_now(&self, id: &SessionId);
-    fn rename_now(&self, from: &SessionId, to: &SessionId, now_ms: i64) -> bool;
+    fn destroy_now(&self, id: &SessionId) -> Result<()>;
+    fn rename_now(&self, from: &SessionId, to: &SessionId, now_ms: i64) -> Result<bool>;
+    /// Run off the JavaScript thread (G7), as every store's gc.
+    fn gc_now(&self, now_ms: i64) -> Result<u64>;
+    /// As [`SessionStore::size`].
+    fn size(&self) -> Option<usize>;
+}
+
+#[async_trait]
+impl<S: InlineStore + 'static> SessionStore for S {
+    fn runs(&self) -> Runs {
+        Runs::Inline
+    }
+
+    fn inline(&self) -> Option<&dyn InlineStore> {
+        Some(self)
+    }
+
+    fn size(&self) -> Option<usize> {
+        InlineStore::size(self)
+    }
+
+    async fn load_data(&self, id: &SessionId, now_ms: i64, rate: f64) -> Result<Option<Loaded>> {
+        self.load_data_now(id, now_ms, rate)
+    }
+
+    async fn load_key(
+        &self,
+        id: &SessionId,
+        name: &str,
+        now_ms: i64,
+        rate: f64,
+    ) -> Result<Option<LoadedKey>> {
+        self.load_key_now(id, name, now_ms, rate)
+    }
+
+    async fn load(&self, id: &SessionId, now_ms: i64) -> Result<Option<Record>> {
+        self.load_now(id, now_ms)
+    }
+
+    async fn apply_patch(&self, id: &SessionId, patch: &Patch, now_ms: i64) -> Result<()> {
+        self.apply_patch_now(id, patch, now_ms)
+    }
+
+    async fn touch(&self, id: &SessionId, max_age_ms: i64, now_ms: i64) -> Result<bool> {
+        self.touch_now(id, max_age_ms, now_ms)
+    }
+
+    async fn destroy(&self, id: &SessionId) -> Result<()> {
+        self.destroy_now(id)
+    }
+
+    async fn rename(&self, from: &SessionId, to: &SessionId, now_ms: i64) -> Result<bool> {
+        self.rename_now(from, to, now_ms)
+    }
+
+    async fn gc(&self, now_ms: i64) -> Result<u64> {
+        self.gc_now(now_ms)
+    }
 }
 
 /// A live session's data as a read hands it over.
@@ -160,14 +230,19 @@ pub trait SessionStore: Send + Sync {
         now_ms: i64,
         auto_update_rate: f64,
     ) -> Result<Option<LoadedKey>> {
-        let Some(loaded) = self.load_data(id, now_ms, auto_update_rate).await? else {
-            return Ok(None);
-        };
-        Ok(Some(LoadedKey {
-            value: crate::session::member(&loaded.data, name)?,
-            refreshed: loaded.refreshed,
-        }))
+        key_of(self.load_data(id, now_ms, auto_update_rate).await?, name)
     }
+}
+
+/// One key of a whole read: its value, none when the session has no such key.
+fn key_of(loaded: Option<Loaded>, name: &str) -> Result<Option<LoadedKey>> {
+    let Some(loaded) = loaded else {
+        return Ok(None);
+    };
+    Ok(Some(LoadedKey {
+        value: crate::session::member(&loaded.data, name)?,
+        refreshed: loaded.refreshed,
+    }))
 }
 
 /// [`SessionStore::load_data`] for stores that read and refresh in two calls.
