@@ -8,8 +8,8 @@
 //! Two tables: `sessions` (id -> record) and `by_use` (last write time and id -> nothing),
 //! which orders sessions for eviction: past `maxEntries` the session written longest ago
 //! goes first. Reads do not reorder (that would make every read a write), so the order is
-//! least recently written or refreshed, close to least recently used for sessions, which
-//! are written on most requests that use them.
+//! least recently written or refreshed (to within a second), close to least recently used
+//! for sessions, which are written on most requests that use them.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -28,6 +28,8 @@ pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
 /// The most the environment may grow to. Pages are used as sessions need them; tmpfs
 /// holds only what is written.
 pub const DEFAULT_MAP_BYTES: usize = 1 << 30;
+/// How far the eviction order may lag behind the last writes, in ms.
+const REORDER_MS: i64 = 1000;
 /// Records removed per gc transaction, so writers wait on one batch at most.
 const GC_BATCH: usize = 1000;
 
@@ -240,20 +242,31 @@ impl SharedStore {
             .filter(|(record, _)| record.is_live(now_ms)))
     }
 
-    /// Stores `record` under `id` as written at `now_ms`, replacing what was there, and
-    /// evicts the sessions written longest ago past `maxEntries`.
+    /// Stores `record` under `id` as written at `now_ms` and, when that adds a session,
+    /// evicts the sessions written longest ago past `maxEntries`. A session's place in the
+    /// eviction order moves only when it is over `REORDER_MS` old, so most writes change one
+    /// table, not two (a write costs copies of the pages it changes).
     fn put(&self, txn: &mut RwTxn, id: &SessionId, record: &Record, now_ms: i64) -> Result<()> {
         let key = id.as_str().as_bytes();
-        self.remove(txn, key)?;
         let t = &self.tables;
         let failed = |e| self.failure(e);
+        let previous = t.sessions.get(txn, key).map_err(failed)?.and_then(decode);
+        let used = match previous.as_ref().map(|(_, used)| *used) {
+            Some(used) if (0..REORDER_MS).contains(&now_ms.saturating_sub(used)) => used,
+            previous_use => {
+                if let Some(used) = previous_use {
+                    t.by_use.delete(txn, &use_key(used, key)).map_err(failed)?;
+                }
+                t.by_use
+                    .put(txn, &use_key(now_ms, key), &[])
+                    .map_err(failed)?;
+                now_ms
+            }
+        };
         t.sessions
-            .put(txn, key, &encode(record, now_ms))
+            .put(txn, key, &encode(record, used))
             .map_err(failed)?;
-        t.by_use
-            .put(txn, &use_key(now_ms, key), &[])
-            .map_err(failed)?;
-        while t.sessions.len(txn).map_err(failed)? > self.max_entries as u64 {
+        while previous.is_none() && t.sessions.len(txn).map_err(failed)? > self.max_entries as u64 {
             let Some((oldest, _)) = t.by_use.first(txn).map_err(failed)? else {
                 break;
             };
@@ -450,19 +463,23 @@ mod tests {
     fn evicts_the_session_written_longest_ago() {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path(), 3);
+        let write = |n, at| {
+            s.apply_patch_now(&id(n), &Patch::of(&[("n", "1")], 60_000), at)
+                .unwrap()
+        };
         for n in 0..3 {
-            s.apply_patch_now(&id(n), &Patch::of(&[("n", "1")], 60_000), n as i64)
-                .unwrap();
+            write(n, n as i64 * 2_000);
         }
-        // 0 is written again: 1 is now the oldest
-        s.apply_patch_now(&id(0), &Patch::of(&[("n", "2")], 60_000), 10)
-            .unwrap();
-        s.apply_patch_now(&id(3), &Patch::of(&[("n", "1")], 60_000), 11)
-            .unwrap();
+        write(2, 4_500); // within a second of its last write: its place stays
+        write(0, 10_000); // 0 is written again: 1 is now the oldest
+        write(3, 11_000);
         assert_eq!(s.len().unwrap(), 3);
-        assert!(s.load_data_now(&id(1), 12, 0.0).unwrap().is_none());
+        assert!(s.load_data_now(&id(1), 12_000, 0.0).unwrap().is_none());
         for n in [0, 2, 3] {
-            assert!(s.load_data_now(&id(n), 12, 0.0).unwrap().is_some(), "{n}");
+            assert!(
+                s.load_data_now(&id(n), 12_000, 0.0).unwrap().is_some(),
+                "{n}"
+            );
         }
     }
 
