@@ -128,11 +128,15 @@ class MemoryAdapter extends adapterOf('memory', (o) => ({
   maxBytes: o.maxBytes,
 })) {}
 
-// `memory` in cluster mode: the memory shared by the app's workers (MemorySession's shared store).
+// `memory` in cluster mode: the memory shared by the app's workers (MemorySession's shared
+// store). Its folder is `shared_path`: ThinkJS 2's session config has a `path` of its own,
+// the file adapter's folder on disk.
+const sharedPathOf = (o) => (o.shared_path ? path.resolve(o.shared_path) : sharedMemoryPath(think.ROOT_PATH));
 class SharedMemoryAdapter extends adapterOf('shared', (o) => ({
-  path: o.path ? path.resolve(o.path) : sharedMemoryPath(think.ROOT_PATH),
+  path: sharedPathOf(o),
   maxEntries: o.maxEntries,
   maxBytes: o.maxBytes,
+  mapBytes: o.mapBytes,
   trustFolder: o.trust_folder ?? o.trustFolder,
 })) {}
 
@@ -364,10 +368,12 @@ function install(app) {
   // A process's memory is not shared by cluster workers: ThinkJS 2 turns memory into file
   // there; this keeps memory, in memory the workers share, and says so once, at start-up.
   if (String(think.config('session').type || 'memory').toLowerCase() === 'memory' && clustered()) {
-    think.log(
-      `in cluster mode, memory sessions are kept in memory the workers share (${sharedMemoryPath(think.ROOT_PATH)})`,
-      'SESSION',
-    );
+    try {
+      const folder = sharedPathOf(parsed(think.config('session'), 'memory'));
+      think.log(`in cluster mode, memory sessions are kept in memory the workers share (${folder})`, 'SESSION');
+    } catch (err) {
+      logError(err); // no shared memory: every request's session says so too
+    }
   }
   think.session = session;
 }

@@ -72,6 +72,9 @@ impl PrivateFolders {
         };
         if !self.trust {
             check_folder(dir, &meta)?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                check_parent(parent, dir)?;
+            }
             if self.close && meta.mode() & 0o077 != 0 {
                 fs::set_permissions(dir, Permissions::from_mode(FOLDER_MODE)).map_err(|e| {
                     format!("cannot make {} private (chmod 700): {e}", dir.display())
@@ -123,6 +126,40 @@ pub fn check_folder(dir: &Path, meta: &Metadata) -> Result<(), String> {
     Err(format!(
         "{shown} is {problem}: other users of this host could read the sessions in it or plant \
          one; {fix}, or set `trustFolder: true` to accept it knowingly"
+    ))
+}
+
+/// Whoever may rename entries in `parent` may put another folder, or a link, in `dir`'s
+/// place: the parent must be this user's or root's and closed to others' writes, unless it
+/// is a sticky shared folder such as /tmp or /dev/shm (where only an entry's owner may
+/// rename it).
+fn check_parent(parent: &Path, dir: &Path) -> Result<(), String> {
+    let meta = fs::metadata(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    let user = this_user();
+    let owner_ok = meta.uid() == user || meta.uid() == 0;
+    let sticky = meta.mode() & 0o1000 != 0;
+    let open = meta.mode() & 0o022 != 0 && !sticky;
+    if owner_ok && !open {
+        return Ok(());
+    }
+    Err(format!(
+        "{} holds {} and is {}: whoever may write in it could put another folder or a link in \
+         its place; keep the store in a folder whose parent is yours (`chmod go-w {}`), or set \
+         `trustFolder: true` to accept it knowingly",
+        parent.display(),
+        dir.display(),
+        if owner_ok {
+            format!(
+                "writable by other users (mode {:04o})",
+                meta.mode() & 0o7777
+            )
+        } else {
+            format!(
+                "owned by uid {}, not by this process's user (uid {user}) or root",
+                meta.uid()
+            )
+        },
+        parent.display()
     ))
 }
 
@@ -226,6 +263,23 @@ mod tests {
         assert!(err.contains("a symbolic link"), "{err}");
         // trusted knowingly
         assert!(PrivateFolders::sessions(true).ensure(&open, true).unwrap());
+        // a folder of ours inside one that others may write in (not sticky) is refused too
+        let inside = open.join("ours");
+        fs::create_dir(&inside).unwrap();
+        fs::set_permissions(&inside, Permissions::from_mode(0o700)).unwrap();
+        let err = folders.ensure(&inside, false).unwrap_err();
+        assert!(err.contains("could put another folder"), "{err}");
+        // ... and inside a sticky shared one (as /tmp, /dev/shm) accepted
+        let sticky = dir.path().join("sticky");
+        fs::create_dir(&sticky).unwrap();
+        fs::set_permissions(&sticky, Permissions::from_mode(0o1777)).unwrap();
+        assert!(folders.ensure(&sticky.join("ours"), true).unwrap());
+        // one whose parent another user owns is refused
+        let theirs = dir.path().join("theirs");
+        fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        let err = folders.ensure(&theirs.join("ours"), true).unwrap_err();
+        assert!(err.contains("owned by uid 65534"), "{err}");
     }
 
     #[test]

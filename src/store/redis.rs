@@ -60,8 +60,9 @@ impl Seen {
         Seen { text, ttl_ends_ms }
     }
 
+    /// What keeping it costs: the text, and the entry around it (id, links, fields).
     fn bytes(&self) -> usize {
-        self.text.as_ref().map_or(0, String::len)
+        ENTRY_OVERHEAD + self.text.as_ref().map_or(0, String::len)
     }
 }
 
@@ -74,15 +75,19 @@ struct LastSeen {
 }
 
 const LAST_SEEN_BYTES: usize = 16 * 1024 * 1024;
+/// Bytes an entry costs besides its text: its id (at most 128), key copy and links.
+const ENTRY_OVERHEAD: usize = 256;
 
 impl LastSeen {
     fn get(&mut self, id: &SessionId) -> Option<Seen> {
         self.entries.get(id).cloned()
     }
 
+    /// Keeps what a key held; a missing key is not kept (ids from cookies are anyone's to
+    /// make up: a write guesses a session it has not seen new anyway).
     fn put(&mut self, id: &SessionId, seen: Seen) {
         self.forget(id);
-        if seen.bytes() > LAST_SEEN_BYTES / 4 {
+        if seen.text.is_none() || seen.bytes() > LAST_SEEN_BYTES / 4 {
             return;
         }
         self.bytes += seen.bytes();
@@ -478,10 +483,13 @@ impl RedisStore {
                 None => self.fetch(&key, now_ms).await?,
             };
             loop {
-                let changed = change(self.live(&seen, now_ms).as_ref());
-                // A guess that is too large to write, or that has nothing to write, may be
-                // out of date: only Redis's own answer decides.
-                if !answered && !matches!(changed, Ok(Some(_))) {
+                let current = self.live(&seen, now_ms);
+                let changed = change(current.as_ref());
+                // A guess may be out of date: when it is too large to write, has nothing to
+                // write, or looks expired (ThinkJS 2's records live by a TTL another worker may
+                // have moved, which the compared text does not show), Redis's own answer decides.
+                let doubtful = current.is_none() && seen.text.is_some();
+                if !answered && (doubtful || !matches!(changed, Ok(Some(_)))) {
                     seen = self.fetch(&key, now_ms).await?;
                     answered = true;
                     continue;

@@ -28,6 +28,8 @@ pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
 /// The most the environment may grow to. Pages are used as sessions need them; tmpfs
 /// holds only what is written.
 pub const DEFAULT_MAP_BYTES: usize = 1 << 30;
+/// LMDB's page on the platforms Node runs on.
+const PAGE: usize = 4096;
 /// How far the eviction order may lag behind the last writes, in ms.
 const REORDER_MS: i64 = 1000;
 /// Records removed per gc transaction, so writers wait on one batch at most.
@@ -52,7 +54,9 @@ pub fn open(json: &str) -> Result<Box<dyn SessionStore>> {
         path: config.path,
         max_entries: options::count("maxEntries", config.max_entries, DEFAULT_MAX_ENTRIES)?,
         max_bytes: options::max_bytes(config.max_bytes)?,
-        map_bytes: options::count("mapBytes", config.map_bytes, DEFAULT_MAP_BYTES)?,
+        // LMDB takes whole pages.
+        map_bytes: options::count("mapBytes", config.map_bytes, DEFAULT_MAP_BYTES)?
+            .next_multiple_of(PAGE),
         trust_folder: config.trust_folder.unwrap_or(false),
     })?))
 }
@@ -140,13 +144,21 @@ impl SharedStore {
                 name: "path",
                 reason,
             })?;
+        // One environment per folder however it is named (LMDB refuses a second open).
+        let folder = options
+            .path
+            .canonicalize()
+            .map_err(|e| Error::InvalidOption {
+                name: "path",
+                reason: format!("{}: {e}", options.path.display()),
+            })?;
         let tables = {
             let mut opened = OPENED.lock().unwrap_or_else(|p| p.into_inner());
-            match opened.get(&options.path) {
+            match opened.get(&folder) {
                 Some(tables) => tables.clone(),
                 None => {
                     let tables = Arc::new(Self::open_tables(&options)?);
-                    opened.insert(options.path.clone(), tables.clone());
+                    opened.insert(folder, tables.clone());
                     tables
                 }
             }
@@ -176,16 +188,13 @@ impl SharedStore {
             .max_dbs(2)
             .max_readers(1024);
         // tmpfs is memory: syncing it only costs, and a commit is in the shared pages at
-        // once. Writing through the map instead of write(2) halved the cost of a write
-        // (adapter cycle 9.7 us -> 5.2 us, `node bench/adapter.js shared 2`).
-        // SAFETY: no fsync and writes through the map; the commit stays atomic.
+        // once. Not WRITE_MAP, though it halves a write's cost (9.7 -> 5.2 us per adapter
+        // cycle): LMDB then sizes the file to the whole map, and a tmpfs smaller than the map
+        // (Docker's /dev/shm is 64 MiB) kills the worker with SIGBUS when it fills, where
+        // writes through the file fail with an error.
+        // SAFETY: the flags only drop fsync calls; the commit stays atomic.
         unsafe {
-            builder.flags(
-                EnvFlags::WRITE_MAP
-                    | EnvFlags::NO_SYNC
-                    | EnvFlags::NO_META_SYNC
-                    | EnvFlags::NO_READ_AHEAD,
-            )
+            builder.flags(EnvFlags::NO_SYNC | EnvFlags::NO_META_SYNC | EnvFlags::NO_READ_AHEAD)
         };
         // SAFETY: every process maps the environment with these same options, and this
         // process opens it once (OPENED).
@@ -266,12 +275,36 @@ impl SharedStore {
         t.sessions
             .put(txn, key, &encode(record, used))
             .map_err(failed)?;
+        let mut own = None;
         while previous.is_none() && t.sessions.len(txn).map_err(failed)? > self.max_entries as u64 {
             let Some((oldest, _)) = t.by_use.first(txn).map_err(failed)? else {
                 break;
             };
-            let oldest = oldest.get(8..).unwrap_or_default().to_vec();
-            self.remove(txn, &oldest)?;
+            let oldest = oldest.to_vec();
+            // The order entry goes whatever it points at, so the loop always ends.
+            t.by_use.delete(txn, &oldest).map_err(failed)?;
+            let (stamp, oldest_id) = oldest.split_at(8.min(oldest.len()));
+            let stamp = i64::from_be_bytes(stamp.try_into().unwrap_or_default());
+            if oldest_id == key {
+                // the clock stepped back: the session just written stays (put back below)
+                own = Some(oldest);
+                continue;
+            }
+            match t
+                .sessions
+                .get(txn, oldest_id)
+                .map_err(failed)?
+                .and_then(decode)
+            {
+                // a stale entry: the session is ordered by a newer one
+                Some((_, used)) if used.max(0) != stamp => {}
+                _ => {
+                    t.sessions.delete(txn, oldest_id).map_err(failed)?;
+                }
+            }
+        }
+        if let Some(own) = own {
+            t.by_use.put(txn, &own, &[]).map_err(failed)?;
         }
         Ok(())
     }
@@ -481,6 +514,35 @@ mod tests {
                 "{n}"
             );
         }
+    }
+
+    #[test]
+    fn eviction_skips_stale_order_entries_and_never_the_session_just_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), 2);
+        // order entries that point at nothing, or at a session ordered elsewhere
+        let t = &s.tables;
+        let mut txn = t.env.write_txn().unwrap();
+        t.by_use
+            .put(&mut txn, &use_key(0, b"gone-session"), &[])
+            .unwrap();
+        txn.commit().unwrap();
+        for n in 0..4 {
+            s.apply_patch_now(
+                &id(n),
+                &Patch::of(&[("n", "1")], 60_000),
+                10_000 + n as i64 * 2_000,
+            )
+            .unwrap();
+        }
+        assert_eq!(s.len().unwrap(), 2);
+        assert!(s.load_data_now(&id(3), 17_000, 0.0).unwrap().is_some());
+        // the clock steps back: the new session is the oldest, and stays; the next goes
+        s.apply_patch_now(&id(9), &Patch::of(&[("n", "1")], 60_000), 1_000)
+            .unwrap();
+        assert_eq!(s.len().unwrap(), 2);
+        assert!(s.load_data_now(&id(9), 1_000, 0.0).unwrap().is_some());
+        assert!(s.load_data_now(&id(2), 1_000, 0.0).unwrap().is_none());
     }
 
     #[test]
