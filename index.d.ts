@@ -6,6 +6,7 @@ export type SessionErrorCode =
   | 'ERR_SESSION_TOO_LARGE'
   | 'ERR_SESSION_VALUE'
   | 'ERR_SESSION_OPTIONS'
+  | 'ERR_SESSION_BUSY'
   | 'ERR_SESSION_STORE';
 
 export interface SessionError extends Error {
@@ -208,6 +209,8 @@ export interface FileStoreOptions {
    * every user who can reach it can read and plant sessions. Default false.
    */
   trustFolder?: boolean;
+  /** Most calls that may wait on the store at once; past it a call rejects at once with ERR_SESSION_BUSY. Default 1024. */
+  maxPending?: number;
 }
 
 /** The file store behind FileSession, for direct use: JSON text in and out, off the JS thread. */
@@ -264,6 +267,8 @@ export interface RedisStoreOptions {
   commandTimeout?: number;
   /** Most bytes of JSON per session; a larger write fails with ERR_SESSION_TOO_LARGE. Default 1 MiB. */
   maxBytes?: number;
+  /** Most calls that may wait on the store at once; past it a call rejects at once with ERR_SESSION_BUSY. Default 1024. */
+  maxPending?: number;
 }
 
 /** The Redis store behind RedisSession, for direct use: JSON text in and out; gc resolves with 0 (Redis expires keys itself). */
@@ -318,6 +323,8 @@ export interface DbStoreOptions {
   maxBytes?: number;
   /** SQLite: use the file's folder even when another user owns it or may write in it (see FileStoreOptions). Default false. */
   trustFolder?: boolean;
+  /** Most calls that may wait on the store at once; past it a call rejects at once with ERR_SESSION_BUSY. Default 1024. */
+  maxPending?: number;
 }
 
 /** The database store behind DbSession, for direct use: JSON text in and out; gc deletes expired rows in batches of 1000. */

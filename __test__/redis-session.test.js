@@ -279,3 +279,43 @@ describe('RedisSession through Sentinel', () => {
     assert.deepEqual(await new RedisSession({ ...base, cookie }).get(), { a: 1, b: 2 });
   });
 });
+
+describe('a Redis that accepts connections and never answers', () => {
+  let silent;
+  before(async () => {
+    // holds every connection and says nothing; neither keeps the test process alive
+    silent = require('net').createServer((socket) => socket.unref());
+    silent.unref();
+    await new Promise((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  });
+  after(() => silent.close());
+
+  it('bounds the calls waiting on it: past maxPending a call is refused at once with ERR_SESSION_BUSY', async () => {
+    const { port } = silent.address();
+    const options = { port, maxPending: 2, connectTimeout: 400, commandTimeout: 800 };
+    const store = new RedisStore(options);
+    const id = generateId();
+    const outcome = (promise) =>
+      promise.then(
+        () => null,
+        (err) => err,
+      );
+    const waiting = [outcome(store.load(id, 0)), outcome(store.load(id, 0))];
+    const started = Date.now();
+    assert.throws(() => store.load(id, 0), { code: 'ERR_SESSION_BUSY', message: /2 calls are waiting.*maxPending/ });
+    // through handles (which share a store of their own), as a rejected promise
+    const handles = [1, 2, 3].map(
+      () => new RedisSession({ ...options, cookie: generateId(), maxAge: 3600000 }, ctx(), {}),
+    );
+    waiting.push(outcome(handles[0].get('k')), outcome(handles[1].get('k')));
+    await assert.rejects(handles[2].set('k', 1), { code: 'ERR_SESSION_BUSY' });
+    assert.ok(Date.now() - started < 300, 'refused at once, not after the timeout');
+    for (const err of await Promise.all(waiting)) assert.equal(err && err.code, 'ERR_SESSION_STORE');
+    // the answered (failed) calls no longer count: the next one is admitted and fails as the store does
+    await assert.rejects(store.load(id, 0), { code: 'ERR_SESSION_STORE' });
+    assert.throws(() => new RedisStore({ port, maxPending: 0 }), {
+      code: 'ERR_SESSION_OPTIONS',
+      message: /maxPending/,
+    });
+  });
+});

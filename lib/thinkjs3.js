@@ -123,7 +123,7 @@ class MemorySession extends NativeSession {
 // think-session-file's layout and options, so swapping the handle keeps every session.
 class FileSession extends NativeSession {
   static kind = 'file';
-  static storeOptionNames = ['sessionPath', 'format', 'pathDepth', 'maxBytes', 'trustFolder'];
+  static storeOptionNames = ['sessionPath', 'format', 'pathDepth', 'maxBytes', 'trustFolder', 'maxPending'];
 
   static storeOptions(options) {
     return { ...super.storeOptions(options), sessionPath: FileSession.sessionPath(options) };
@@ -142,7 +142,7 @@ class RedisSession extends NativeSession {
   static kind = 'redis';
   static storeOptionNames = [
     ...['url', 'host', 'port', 'username', 'password', 'db', 'cluster', 'sentinels', 'masterName', 'name'],
-    ...['prefix', 'keyPrefix', 'format', 'connectTimeout', 'commandTimeout', 'maxBytes'],
+    ...['prefix', 'keyPrefix', 'format', 'connectTimeout', 'commandTimeout', 'maxBytes', 'maxPending'],
   ];
 
   static storeOptions(options) {
@@ -170,6 +170,7 @@ class RedisSession extends NativeSession {
       connectTimeout: toMs(options.connectTimeout, 'connectTimeout'),
       commandTimeout: toMs(options.commandTimeout, 'commandTimeout'),
       maxBytes: options.maxBytes,
+      maxPending: options.maxPending,
     };
   }
 }
@@ -184,7 +185,7 @@ class DbSession extends NativeSession {
   static kind = 'db';
   static storeOptionNames = [
     ...['type', ...DB_CONNECTION, 'prefix', 'poolSize', 'connectionLimit'],
-    ...['connectTimeout', 'queryTimeout', 'createTable', 'maxBytes', 'trustFolder'],
+    ...['connectTimeout', 'queryTimeout', 'createTable', 'maxBytes', 'trustFolder', 'maxPending'],
   ];
 
   static storeOptions(options) {
@@ -213,6 +214,7 @@ class DbSession extends NativeSession {
       createTable: options.createTable,
       maxBytes: options.maxBytes,
       trustFolder: options.trustFolder,
+      maxPending: options.maxPending,
     };
   }
 

@@ -23,6 +23,13 @@ pub enum Error {
     #[error("invalid option `{name}`: {reason}")]
     InvalidOption { name: &'static str, reason: String },
 
+    /// The store has `limit` calls waiting already: this one is refused at once, so a slow
+    /// store sheds load instead of queueing without bound.
+    #[error(
+        "{store} store is busy: {limit} calls are waiting already (`maxPending`); try again later"
+    )]
+    Busy { store: &'static str, limit: usize },
+
     /// The store failed or returned data it cannot trust (G3).
     #[error("{store} store: {source}")]
     Store {
@@ -67,6 +74,7 @@ impl Error {
             Error::TooLarge { .. } => ErrorCode::TooLarge,
             Error::InvalidValue(_) => ErrorCode::InvalidValue,
             Error::InvalidOption { .. } => ErrorCode::InvalidOption,
+            Error::Busy { .. } => ErrorCode::Busy,
             Error::Store { .. } => ErrorCode::Store,
         }
     }
@@ -98,6 +106,7 @@ pub enum ErrorCode {
     TooLarge,
     InvalidValue,
     InvalidOption,
+    Busy,
     Store,
 }
 
@@ -108,6 +117,7 @@ impl ErrorCode {
             ErrorCode::TooLarge => "ERR_SESSION_TOO_LARGE",
             ErrorCode::InvalidValue => "ERR_SESSION_VALUE",
             ErrorCode::InvalidOption => "ERR_SESSION_OPTIONS",
+            ErrorCode::Busy => "ERR_SESSION_BUSY",
             ErrorCode::Store => "ERR_SESSION_STORE",
         }
     }

@@ -7,6 +7,7 @@
 use std::ffi::CStr;
 use std::future::Future;
 use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use futures_util::FutureExt;
@@ -40,6 +41,36 @@ struct Opened {
     store: &'static dyn SessionStore,
     inline: Option<&'static dyn InlineStore>,
     runs: Runs,
+    pending: &'static Pending,
+}
+
+/// Calls of one store waiting for their answer, at most `limit` (`maxPending`): past it a
+/// call is refused at once with ERR_SESSION_BUSY, so a slow store sheds load instead of
+/// letting calls and their memory pile up for the length of the store's timeout.
+struct Pending {
+    kind: &'static str,
+    waiting: AtomicUsize,
+    limit: usize,
+}
+
+impl Pending {
+    fn admit(&'static self) -> Result<Admitted> {
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.limit {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            let (store, limit) = (self.kind, self.limit);
+            return Err(Error::Busy { store, limit }.into());
+        }
+        Ok(Admitted(self))
+    }
+}
+
+/// One admitted call; it stops counting when dropped, answered or not.
+struct Admitted(&'static Pending);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 fn opened(slot: u32) -> Result<Opened> {
@@ -70,11 +101,23 @@ pub fn store_open(kind: String, options: String) -> Result<u32> {
         }
         .into());
     }
+    let (options, limit) = options::take_max_pending(&options)?;
     let store: &'static dyn SessionStore = Box::leak(store::open(&kind, &options)?);
+    let kind = match kind.as_str() {
+        "file" => "file",
+        "redis" => "redis",
+        "db" => "db",
+        _ => "session",
+    };
     let opened = Opened {
         store,
         inline: store.inline(),
         runs: store.runs(),
+        pending: Box::leak(Box::new(Pending {
+            kind,
+            waiting: AtomicUsize::new(0),
+            limit,
+        })),
     };
     let slot = *taken;
     // Only this thread, holding TAKEN, sets a slot: it is empty.
@@ -225,7 +268,7 @@ pub fn store_rename(env: Env, slot: u32, from: IdArg, to: IdArg) -> Result<Answe
 /// Removes expired sessions off the JavaScript thread (G7); resolves with how many went.
 #[napi(ts_return_type = "Promise<number>")]
 pub fn store_gc(env: Env, slot: u32) -> Result<Answer<f64>> {
-    off_thread(&env, opened(slot)?, |store| async move {
+    upkeep(&env, opened(slot)?, |store| async move {
         Ok(store.gc(now_ms()).await? as f64)
     })
 }
@@ -233,17 +276,42 @@ pub fn store_gc(env: Env, slot: u32) -> Result<Answer<f64>> {
 /// Closes the store's connections (a database pool); every later call fails.
 #[napi(ts_return_type = "Promise<void>")]
 pub fn store_close(env: Env, slot: u32) -> Result<Answer<()>> {
-    off_thread(
+    upkeep(
         &env,
         opened(slot)?,
         |store| async move { store.close().await },
     )
 }
 
-/// Runs a call off the JavaScript thread and answers with a promise: a store without I/O
-/// answers its own calls at once (see the `inline` branch of each call), but its gc too goes
-/// off the thread (G7).
+/// Runs a request's call off the JavaScript thread and answers with a promise, once the
+/// store's `maxPending` admits it (a store without I/O answers its calls at once: see the
+/// `inline` branch of each call).
 fn off_thread<T, F, Fut>(env: &Env, opened: Opened, work: F) -> Result<Answer<T>>
+where
+    T: ToNapiValue + TypeName + Send + 'static,
+    F: FnOnce(&'static dyn SessionStore) -> Fut + Send + 'static,
+    Fut: Future<Output = crate::Result<T>> + Send + 'static,
+{
+    run_off_thread(env, opened, Some(opened.pending.admit()?), work)
+}
+
+/// As [`off_thread`], for the store's own upkeep (gc, close), which `maxPending` does not
+/// count; the gc of a store without I/O goes off the thread too (G7).
+fn upkeep<T, F, Fut>(env: &Env, opened: Opened, work: F) -> Result<Answer<T>>
+where
+    T: ToNapiValue + TypeName + Send + 'static,
+    F: FnOnce(&'static dyn SessionStore) -> Fut + Send + 'static,
+    Fut: Future<Output = crate::Result<T>> + Send + 'static,
+{
+    run_off_thread(env, opened, None, work)
+}
+
+fn run_off_thread<T, F, Fut>(
+    env: &Env,
+    opened: Opened,
+    admitted: Option<Admitted>,
+    work: F,
+) -> Result<Answer<T>>
 where
     T: ToNapiValue + TypeName + Send + 'static,
     F: FnOnce(&'static dyn SessionStore) -> Fut + Send + 'static,
@@ -251,8 +319,14 @@ where
 {
     let store = opened.store;
     Ok(match opened.runs {
-        Runs::Io => Answer::Io(spawn(env, work(store))?),
-        Runs::Inline | Runs::Blocking => Answer::Pool(blocking(move || at_once(work(store)))),
+        Runs::Io => Answer::Io(spawn(env, async move {
+            let _admitted = admitted;
+            work(store).await
+        })?),
+        Runs::Inline | Runs::Blocking => Answer::Pool(blocking(move || {
+            let _admitted = admitted;
+            at_once(work(store))
+        })),
     })
 }
 

@@ -66,9 +66,41 @@ pub fn format(value: Option<&str>) -> Result<Format> {
     }
 }
 
+/// Store calls that may wait at once when the options say nothing (`maxPending`).
+pub const DEFAULT_MAX_PENDING: usize = 1024;
+
+/// `maxPending` taken out of a store's options: it bounds the calls waiting on the store,
+/// which the bindings count, not the store. The rest goes to the store as it came.
+pub fn take_max_pending(json: &str) -> Result<(String, usize)> {
+    let Ok(mut map) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(json)
+    else {
+        return Ok((json.to_owned(), DEFAULT_MAX_PENDING)); // the store says what is wrong
+    };
+    let limit = match map.remove("maxPending") {
+        None | Some(serde_json::Value::Null) => DEFAULT_MAX_PENDING,
+        Some(value) => count(
+            "maxPending",
+            Some(value.as_f64().unwrap_or(f64::NAN)),
+            DEFAULT_MAX_PENDING,
+        )?,
+    };
+    let rest = serde_json::Value::Object(map).to_string();
+    Ok((rest, limit))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_pending_is_taken_out_of_the_options() {
+        let (rest, limit) = take_max_pending(r#"{"url":"redis://x","maxPending":8}"#).unwrap();
+        assert_eq!((rest.as_str(), limit), (r#"{"url":"redis://x"}"#, 8));
+        let (_, limit) = take_max_pending(r#"{"url":"redis://x"}"#).unwrap();
+        assert_eq!(limit, DEFAULT_MAX_PENDING);
+        let err = take_max_pending(r#"{"maxPending":0}"#).unwrap_err();
+        assert!(err.to_string().contains("maxPending"), "{err}");
+    }
 
     #[test]
     fn numbers_are_checked_with_the_option_named() {
