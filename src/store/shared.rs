@@ -20,9 +20,9 @@ use heed::{Database, Env, EnvFlags, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
 
 use crate::error::{Error, Result};
 use crate::id::SessionId;
-use crate::session::{check_max_bytes, Patch, Record};
+use crate::session::{check_max_bytes, member, Patch, Record};
 use crate::store::private::PrivateFolders;
-use crate::store::{options, InlineStore, Loaded, SessionStore};
+use crate::store::{key_of, options, InlineStore, Loaded, LoadedKey, SessionStore};
 
 pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
 /// The most the environment may grow to. Pages are used as sessions need them; tmpfs
@@ -100,16 +100,47 @@ fn encode(record: &Record, used_ms: i64) -> Vec<u8> {
     bytes
 }
 
-/// The record and its last write time, or none for bytes this store did not write.
-fn decode(bytes: &[u8]) -> Option<(Record, i64)> {
+/// A stored record read where it lies in the map, copying nothing.
+struct Stored<'a> {
+    /// Expiry and lifetime, with the data left empty (an empty String does not allocate),
+    /// so `Record`'s rules answer for them.
+    header: Record,
+    data: &'a str,
+    /// The last write time: the record's place in `by_use`.
+    used_ms: i64,
+}
+
+impl Stored<'_> {
+    /// The record with its data copied out of the map.
+    fn into_record(self) -> Record {
+        Record {
+            data: self.data.to_owned(),
+            ..self.header
+        }
+    }
+}
+
+/// The record in `bytes`, or none for bytes this store did not write.
+fn decode(bytes: &[u8]) -> Option<Stored<'_>> {
     let number = |i: usize| Some(i64::from_le_bytes(bytes.get(i..i + 8)?.try_into().ok()?));
-    let data = std::str::from_utf8(bytes.get(HEADER..)?).ok()?;
-    let record = Record {
-        expires_at_ms: number(0)?,
-        max_age_ms: number(8)?,
-        data: data.to_owned(),
-    };
-    Some((record, number(16)?))
+    Some(Stored {
+        header: Record {
+            expires_at_ms: number(0)?,
+            max_age_ms: number(8)?,
+            data: String::new(),
+        },
+        data: std::str::from_utf8(bytes.get(HEADER..)?).ok()?,
+        used_ms: number(16)?,
+    })
+}
+
+/// What an id holds as a transaction finds it.
+struct Found {
+    /// The record, when it is live.
+    live: Option<Record>,
+    /// The last write time of the stored record, live or expired, which `put` needs to
+    /// move it in the eviction order; none when the id holds nothing this store wrote.
+    used_ms: Option<i64>,
 }
 
 /// The `by_use` key: the last write time, big-endian so keys sort by it, then the id.
@@ -239,31 +270,53 @@ impl SharedStore {
         Ok(result)
     }
 
-    /// The live record of `id` and its last write time.
-    fn live(&self, txn: &RoTxn, id: &SessionId, now_ms: i64) -> Result<Option<(Record, i64)>> {
+    /// The record stored under `key`, read in place.
+    fn stored<'t>(&self, txn: &'t RoTxn, key: &[u8]) -> Result<Option<Stored<'t>>> {
         let bytes = self
             .tables
             .sessions
-            .get(txn, id.as_str().as_bytes())
+            .get(txn, key)
             .map_err(|e| self.failure(e))?;
-        Ok(bytes
-            .and_then(decode)
-            .filter(|(record, _)| record.is_live(now_ms)))
+        Ok(bytes.and_then(decode))
+    }
+
+    /// The last write time of the record stored under `key`, live or expired.
+    fn used_ms(&self, txn: &RoTxn, key: &[u8]) -> Result<Option<i64>> {
+        Ok(self.stored(txn, key)?.map(|stored| stored.used_ms))
+    }
+
+    /// What `id` holds, in one lookup.
+    fn find(&self, txn: &RoTxn, id: &SessionId, now_ms: i64) -> Result<Found> {
+        let stored = self.stored(txn, id.as_str().as_bytes())?;
+        Ok(Found {
+            used_ms: stored.as_ref().map(|stored| stored.used_ms),
+            live: stored
+                .filter(|stored| stored.header.is_live(now_ms))
+                .map(Stored::into_record),
+        })
     }
 
     /// Stores `record` under `id` as written at `now_ms` and, when that adds a session,
-    /// evicts the sessions written longest ago past `maxEntries`. A session's place in the
-    /// eviction order moves only when it is over `REORDER_MS` old, so most writes change one
-    /// table, not two (a write costs copies of the pages it changes).
-    fn put(&self, txn: &mut RwTxn, id: &SessionId, record: &Record, now_ms: i64) -> Result<()> {
+    /// evicts the sessions written longest ago past `maxEntries`. `previous_used_ms` is
+    /// `Found::used_ms` of `id` as read in this transaction, so the record is looked up
+    /// once per call. A session's place in the eviction order moves only when it is over
+    /// `REORDER_MS` old, so most writes change one table, not two (a write costs copies of
+    /// the pages it changes).
+    fn put(
+        &self,
+        txn: &mut RwTxn,
+        id: &SessionId,
+        record: &Record,
+        previous_used_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<()> {
         let key = id.as_str().as_bytes();
         let t = &self.tables;
         let failed = |e| self.failure(e);
-        let previous = t.sessions.get(txn, key).map_err(failed)?.and_then(decode);
-        let used = match previous.as_ref().map(|(_, used)| *used) {
+        let used = match previous_used_ms {
             Some(used) if (0..REORDER_MS).contains(&now_ms.saturating_sub(used)) => used,
-            previous_use => {
-                if let Some(used) = previous_use {
+            _ => {
+                if let Some(used) = previous_used_ms {
                     t.by_use.delete(txn, &use_key(used, key)).map_err(failed)?;
                 }
                 t.by_use
@@ -276,7 +329,9 @@ impl SharedStore {
             .put(txn, key, &encode(record, used))
             .map_err(failed)?;
         let mut own = None;
-        while previous.is_none() && t.sessions.len(txn).map_err(failed)? > self.max_entries as u64 {
+        while previous_used_ms.is_none()
+            && t.sessions.len(txn).map_err(failed)? > self.max_entries as u64
+        {
             let Some((oldest, _)) = t.by_use.first(txn).map_err(failed)? else {
                 break;
             };
@@ -290,14 +345,9 @@ impl SharedStore {
                 own = Some(oldest);
                 continue;
             }
-            match t
-                .sessions
-                .get(txn, oldest_id)
-                .map_err(failed)?
-                .and_then(decode)
-            {
+            match self.used_ms(txn, oldest_id)? {
                 // a stale entry: the session is ordered by a newer one
-                Some((_, used)) if used.max(0) != stamp => {}
+                Some(used) if used.max(0) != stamp => {}
                 _ => {
                     t.sessions.delete(txn, oldest_id).map_err(failed)?;
                 }
@@ -317,7 +367,7 @@ impl SharedStore {
             .sessions
             .get(txn, key)
             .map_err(failed)?
-            .map(|b| decode(b).map(|(_, u)| u))
+            .map(|b| decode(b).map(|stored| stored.used_ms))
         else {
             return Ok(false);
         };
@@ -333,7 +383,7 @@ impl SharedStore {
             let mut expired = Vec::new();
             for entry in self.tables.sessions.iter(txn)? {
                 let (key, bytes) = entry?;
-                if decode(bytes).is_none_or(|(record, _)| !record.is_live(now_ms)) {
+                if decode(bytes).is_none_or(|stored| !stored.header.is_live(now_ms)) {
                     expired.push(key.to_vec());
                     if expired.len() == GC_BATCH {
                         break;
@@ -356,7 +406,7 @@ impl SharedStore {
                     .map_err(|e| self.failure(e))?;
                 if still
                     .and_then(decode)
-                    .is_none_or(|(r, _)| !r.is_live(now_ms))
+                    .is_none_or(|stored| !stored.header.is_live(now_ms))
                     && self.remove(txn, key)?
                 {
                     removed += 1;
@@ -373,7 +423,7 @@ impl SharedStore {
 
 impl InlineStore for SharedStore {
     fn load_now(&self, id: &SessionId, now_ms: i64) -> Result<Option<Record>> {
-        Ok(self.read_live(id, now_ms)?.map(|(record, _)| record))
+        self.read_live(id, now_ms)
     }
 
     /// A batch per write transaction, until a batch finds nothing; reader slots of killed
@@ -395,7 +445,7 @@ impl InlineStore for SharedStore {
     }
 
     fn load_data_now(&self, id: &SessionId, now_ms: i64, rate: f64) -> Result<Option<Loaded>> {
-        let Some((record, _)) = self.read_live(id, now_ms)? else {
+        let Some(record) = self.read_live(id, now_ms)? else {
             return Ok(None);
         };
         if !record.needs_refresh(now_ms, rate) {
@@ -404,38 +454,57 @@ impl InlineStore for SharedStore {
                 refreshed: false,
             }));
         }
-        // The refresh, judged again under the write lock.
-        self.write(|txn| {
-            let Some((mut record, _)) = self.live(txn, id, now_ms)? else {
+        self.refresh(id, now_ms, rate)
+    }
+
+    /// The key's value is found in the map and copied alone; a read that refreshes copies
+    /// the whole record, as the write needs it.
+    fn load_key_now(
+        &self,
+        id: &SessionId,
+        name: &str,
+        now_ms: i64,
+        rate: f64,
+    ) -> Result<Option<LoadedKey>> {
+        // A block, so the read ends before a refresh writes.
+        {
+            let txn = self.tables.env.read_txn().map_err(|e| self.failure(e))?;
+            let Some(stored) = self
+                .stored(&txn, id.as_str().as_bytes())?
+                .filter(|stored| stored.header.is_live(now_ms))
+            else {
                 return Ok(None);
             };
-            let refreshed = record.refresh_if_due(now_ms, rate);
-            if refreshed {
-                self.put(txn, id, &record, now_ms)?;
+            if !stored.header.needs_refresh(now_ms, rate) {
+                return Ok(Some(LoadedKey {
+                    value: member(stored.data, name)?,
+                    refreshed: false,
+                }));
             }
-            Ok(Some(Loaded {
-                data: record.data,
-                refreshed,
-            }))
-        })
+        }
+        key_of(self.refresh(id, now_ms, rate)?, name)
     }
 
     fn apply_patch_now(&self, id: &SessionId, patch: &Patch, now_ms: i64) -> Result<()> {
         self.write(|txn| {
-            let current = self.live(txn, id, now_ms)?.map(|(record, _)| record);
-            let record = patch.apply_to(current.as_ref(), now_ms, self.max_bytes)?;
-            self.put(txn, id, &record, now_ms)
+            let found = self.find(txn, id, now_ms)?;
+            let record = patch.apply_to(found.live.as_ref(), now_ms, self.max_bytes)?;
+            self.put(txn, id, &record, found.used_ms, now_ms)
         })
     }
 
     fn touch_now(&self, id: &SessionId, max_age_ms: i64, now_ms: i64) -> Result<bool> {
         crate::session::check_max_age(max_age_ms)?;
         self.write(|txn| {
-            let Some((mut record, _)) = self.live(txn, id, now_ms)? else {
+            let Found {
+                live: Some(mut record),
+                used_ms,
+            } = self.find(txn, id, now_ms)?
+            else {
                 return Ok(false);
             };
             record.extend(now_ms, max_age_ms)?;
-            self.put(txn, id, &record, now_ms)?;
+            self.put(txn, id, &record, used_ms, now_ms)?;
             Ok(true)
         })
     }
@@ -446,20 +515,43 @@ impl InlineStore for SharedStore {
 
     fn rename_now(&self, from: &SessionId, to: &SessionId, now_ms: i64) -> Result<bool> {
         self.write(|txn| {
-            let Some((record, _)) = self.live(txn, from, now_ms)? else {
+            let Some(record) = self.find(txn, from, now_ms)?.live else {
                 return Ok(false);
             };
             self.remove(txn, from.as_str().as_bytes())?;
-            self.put(txn, to, &record, now_ms)?;
+            let used_ms = self.used_ms(txn, to.as_str().as_bytes())?;
+            self.put(txn, to, &record, used_ms, now_ms)?;
             Ok(true)
         })
     }
 }
 
 impl SharedStore {
-    fn read_live(&self, id: &SessionId, now_ms: i64) -> Result<Option<(Record, i64)>> {
+    fn read_live(&self, id: &SessionId, now_ms: i64) -> Result<Option<Record>> {
         let txn = self.tables.env.read_txn().map_err(|e| self.failure(e))?;
-        self.live(&txn, id, now_ms)
+        Ok(self.find(&txn, id, now_ms)?.live)
+    }
+
+    /// Refreshes the live record of `id` when `rate` says so, judged again under the
+    /// write lock (another worker may have refreshed it since it was read).
+    fn refresh(&self, id: &SessionId, now_ms: i64, rate: f64) -> Result<Option<Loaded>> {
+        self.write(|txn| {
+            let Found {
+                live: Some(mut record),
+                used_ms,
+            } = self.find(txn, id, now_ms)?
+            else {
+                return Ok(None);
+            };
+            let refreshed = record.refresh_if_due(now_ms, rate);
+            if refreshed {
+                self.put(txn, id, &record, used_ms, now_ms)?;
+            }
+            Ok(Some(Loaded {
+                data: record.data,
+                refreshed,
+            }))
+        })
     }
 }
 
@@ -543,6 +635,55 @@ mod tests {
         assert_eq!(s.len().unwrap(), 2);
         assert!(s.load_data_now(&id(9), 1_000, 0.0).unwrap().is_some());
         assert!(s.load_data_now(&id(2), 1_000, 0.0).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_write_over_an_expired_record_moves_its_order_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), 10);
+        s.apply_patch_now(&id(1), &Patch::of(&[("n", "1")], 10), 0)
+            .unwrap();
+        s.apply_patch_now(&id(1), &Patch::of(&[("n", "2")], 60_000), 5_000)
+            .unwrap();
+        let t = &s.tables;
+        let txn = t.env.read_txn().unwrap();
+        assert_eq!(t.by_use.len(&txn).unwrap(), 1);
+        let entry = use_key(5_000, id(1).as_str().as_bytes());
+        assert!(t.by_use.get(&txn, &entry).unwrap().is_some());
+    }
+
+    #[test]
+    fn one_key_is_read_in_place_and_a_due_read_refreshes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), 10);
+        let changes = [("a", "1"), ("big", r#""0123456789""#)];
+        s.apply_patch_now(&id(1), &Patch::of(&changes, 1_000), 0)
+            .unwrap(); // expires at 1000
+        let key = |name, now| s.load_key_now(&id(1), name, now, 0.5).unwrap();
+        let loaded = key("a", 100).unwrap();
+        assert_eq!(
+            (loaded.value.as_deref(), loaded.refreshed),
+            (Some("1"), false)
+        );
+        assert_eq!(
+            key("none", 100).unwrap().value,
+            None,
+            "a live session without the key"
+        );
+        let loaded = key("big", 600).unwrap();
+        assert_eq!(
+            (loaded.value.as_deref(), loaded.refreshed),
+            (Some(r#""0123456789""#), true)
+        );
+        assert_eq!(
+            s.load_now(&id(1), 700).unwrap().unwrap().expires_at_ms,
+            1_600
+        );
+        assert!(key("a", 1_600).is_none(), "expired");
+        assert!(
+            s.load_key_now(&id(2), "a", 100, 0.5).unwrap().is_none(),
+            "no session"
+        );
     }
 
     #[test]
