@@ -259,8 +259,8 @@ export interface RedisStoreOptions {
   masterName?: string;
   /** Prepended to each id to make its key. Default none, as think-session-redis. */
   prefix?: string;
-  /** 'thinkjs3' (think-session-redis's records, the default) or 'thinkjs2'. */
-  format?: 'thinkjs3' | 'thinkjs2';
+  /** 'thinkjs3' (think-session-redis's records, the default), 'thinkjs2', or 'hash' (a Redis hash per session, a field per key; not the peers' format). */
+  format?: 'thinkjs3' | 'thinkjs2' | 'hash';
   /** Milliseconds a connection attempt may take. Default 3000. */
   connectTimeout?: number;
   /** Milliseconds any call may take, reconnecting included. Default 3000. */

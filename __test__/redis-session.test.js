@@ -165,6 +165,136 @@ describe('RedisSession on one server', () => {
   });
 });
 
+// One server over plain TCP is driven by Node's own event loop (src/store/redis/on_loop.rs):
+// the handshake, large replies and writes split over many reads and writes, a connection
+// the server drops, and a process with nothing else to do.
+describe("RedisSession with format: 'hash'", () => {
+  let server;
+  before(async () => {
+    server = await startServer();
+  });
+  after(() => server && server.close());
+  const options = (extra = {}) => ({
+    port: server.port,
+    format: 'hash',
+    cookie: generateId(),
+    maxAge: 3600000,
+    ...extra,
+  });
+
+  it('keeps one field per key with its exact JSON text, and 50 concurrent writers keep all 50', async () => {
+    const opts = options();
+    await new RedisSession(opts).set('user', { name: 'ann' });
+    await new RedisSession(opts).set('n', 0.1);
+    assert.equal(server.cli('hget', opts.cookie, 'n'), '0.1');
+    assert.equal(server.cli('hget', opts.cookie, 'user'), '{"name":"ann"}');
+    await new RedisSession(opts).set('n', null);
+    assert.equal(server.cli('hexists', opts.cookie, 'n'), '0');
+    await Promise.all(Array.from({ length: 50 }, (_, i) => new RedisSession(opts).set(`k${i}`, i)));
+    const data = await new RedisSession(opts).get();
+    assert.equal(Object.keys(data).length, 51);
+    assert.deepEqual(data.user, { name: 'ann' });
+    const ttl = Number(server.cli('pttl', opts.cookie));
+    assert.ok(ttl > 3500000 && ttl <= 3600000, `TTL ${ttl}`);
+    await new RedisSession(opts).delete();
+    assert.equal(server.cli('exists', opts.cookie), '0');
+  });
+
+  it('a key of the other format is an error naming its type and the option, and stays as it was', async () => {
+    const theirs = options({ format: undefined });
+    await new RedisSession(theirs).set('a', 1);
+    const before = server.cli('get', theirs.cookie);
+    await assert.rejects(new RedisSession({ ...theirs, format: 'hash' }).get(), (err) => {
+      assert.equal(err.code, 'ERR_SESSION_STORE');
+      assert.match(err.message, /holds a string.*"hash"/);
+      return true;
+    });
+    assert.equal(server.cli('get', theirs.cookie), before);
+    const ours = options();
+    await new RedisSession(ours).set('a', 1);
+    await assert.rejects(new RedisSession({ ...ours, format: 'thinkjs3' }).set('b', 2), {
+      code: 'ERR_SESSION_STORE',
+      message: /holds a hash.*"thinkjs3"/,
+    });
+    assert.equal(server.cli('hexists', ours.cookie, 'b'), '0');
+    assert.throws(() => new RedisStore({ port: server.port, format: 'hashes' }), {
+      code: 'ERR_SESSION_OPTIONS',
+      message: /'thinkjs3', 'thinkjs2' or 'hash'/,
+    });
+  });
+
+  it('regeneration moves the hash, and an expired session is not read', async () => {
+    const store = new RedisStore({ port: server.port, format: 'hash' });
+    const [from, to] = [generateId(), generateId()];
+    await store.apply(from, 'a', '1', 60000);
+    assert.equal(await store.rename(from, to), true);
+    assert.equal(server.cli('exists', from), '0');
+    assert.equal((await store.load(to, 0)).data, '{"a":1}');
+    await store.apply(from, 'b', '2', 100);
+    await sleep(150);
+    assert.equal(await store.load(from, 0), null);
+  });
+});
+
+describe('RedisSession on the event loop', () => {
+  let server;
+  before(async () => {
+    server = await startServer({ password: 'secret pass' });
+  });
+  after(() => server && server.close());
+  const base = () => ({ port: server.port, password: 'secret pass', cookie: generateId(), maxAge: 3600000 });
+
+  it('sends AUTH and SELECT first, and a refused AUTH is an error naming Redis', async () => {
+    const opts = { ...base(), db: 5 };
+    await new RedisSession(opts).set('a', 1);
+    assert.equal(server.cli('-n', '5', 'exists', opts.cookie), '1');
+    assert.deepEqual(await new RedisSession(opts).get(), { a: 1 });
+    const wrong = { ...opts, password: 'wrong' };
+    await assert.rejects(new RedisSession(wrong).get(), (err) => {
+      assert.equal(err.code, 'ERR_SESSION_STORE');
+      assert.match(err.message, new RegExp(`127\\.0\\.0\\.1:${server.port}.*(WRONGPASS|invalid|password)`, 'i'));
+      return true;
+    });
+  });
+
+  it('moves a 4 MB session through many reads and writes, and 64 parallel writers through one connection', async () => {
+    const opts = { ...base(), maxBytes: 8 * 1024 * 1024 };
+    const big = 'x'.repeat(4 * 1024 * 1024);
+    await new RedisSession(opts).set('big', big);
+    await new RedisSession(opts).set('small', 1);
+    assert.deepEqual(await new RedisSession(opts).get(), { big, small: 1 });
+    const parallel = base();
+    await Promise.all(Array.from({ length: 64 }, (_, i) => new RedisSession(parallel).set(`k${i}`, i)));
+    assert.equal(Object.keys(await new RedisSession(parallel).get()).length, 64);
+  });
+
+  it('a connection the server drops fails only the calls on it; the next call connects again', async () => {
+    const opts = base();
+    await new RedisSession(opts).set('n', 0);
+    const calls = Array.from({ length: 32 }, (_, i) => new RedisSession({ ...opts }).set(`k${i}`, i));
+    server.cli('client', 'kill', 'type', 'normal');
+    const settled = await Promise.allSettled(calls);
+    for (const result of settled) {
+      if (result.status === 'rejected') assert.equal(result.reason.code, 'ERR_SESSION_STORE');
+    }
+    await new RedisSession(opts).set('after', 1);
+    assert.equal(await new RedisSession(opts).get('after'), 1);
+  });
+
+  it('a script that makes one call gets its answer and exits by itself', () => {
+    const script = `
+      const { RedisStore } = require(${JSON.stringify(require.resolve('..'))});
+      const store = new RedisStore({ port: ${server.port}, password: 'secret pass' });
+      store.apply('${generateId()}', 'a', '1', 60000).then(() => console.log('written'));`;
+    const run = require('child_process').spawnSync(process.execPath, ['-e', script], {
+      encoding: 'utf8',
+      timeout: 15000,
+    });
+    assert.equal(run.status, 0, run.stderr);
+    assert.equal(run.stdout.trim(), 'written');
+  });
+});
+
 describe('RedisSession when Redis goes down and comes back', () => {
   let server;
   before(async () => {

@@ -39,3 +39,26 @@ runScenarios({
 }`,
   afterForged: () => assertOnlySessionIds(keysOf(cluster.nodes), 'the cluster'),
 });
+
+// format: 'hash' on one server and on the cluster (regeneration moves a hash between slots).
+runScenarios({
+  name: 'redis-hash',
+  thinkjs: ['4.0.0'],
+  session: `{
+  type: 'redis',
+  common: { cookie: { name: 'thinkjs' } },
+  redis: { handle: require('think-session-native').RedisSession, port: Number(process.env.TSN_REDIS_PORT), format: 'hash', maxAge: '1d' }
+}`,
+  afterForged: () => assertOnlySessionIds(keysOf([server]), 'Redis'),
+});
+
+runScenarios({
+  name: 'redis-cluster-hash',
+  thinkjs: ['4.0.0'],
+  session: `{
+  type: 'redis',
+  common: { cookie: { name: 'thinkjs' } },
+  redis: { handle: require('think-session-native').RedisSession, cluster: process.env.TSN_REDIS_CLUSTER.split(','), format: 'hash', maxAge: '1d' }
+}`,
+  afterForged: () => assertOnlySessionIds(keysOf(cluster.nodes), 'the cluster'),
+});

@@ -4,9 +4,10 @@
 // has reached its store. Usage: node bench/adapter.js <variant> <seconds> [in flight]
 // [session KB]: with a size, every session first gets a `filler` key of that many KB that
 // the cycle never touches (a request's cost should not grow with the keys it leaves alone).
+const { execFileSync } = require('child_process');
 const { randomUUID } = require('crypto');
 const { EventEmitter } = require('events');
-const { handleFor } = require('./handles');
+const { handleFor, redis } = require('./handles');
 
 const [variant, seconds = '3', inflight = '1', sessionKb = '0'] = process.argv.slice(2);
 const { handle: Handle, options, settle } = handleFor(variant);
@@ -33,6 +34,20 @@ async function cycle(i) {
     return;
   }
   ctx.res.emit('finish');
+}
+
+// What the Redis server spends on the commands of the measured cycles (INFO commandstats,
+// microseconds), for the Redis variants.
+const onRedis = /redis/.test(variant);
+const redisCli = (...args) =>
+  execFileSync('redis-cli', ['-h', redis.host, '-p', String(redis.port), ...args], { encoding: 'utf8' });
+function redisServerUs() {
+  let total = 0;
+  for (const line of redisCli('info', 'commandstats').split('\n')) {
+    const m = line.match(/^cmdstat_(\w+):calls=\d+,usec=(\d+)/);
+    if (m && m[1] !== 'info' && m[1] !== 'config') total += Number(m[2]);
+  }
+  return total;
 }
 
 async function run(ms) {
@@ -66,10 +81,12 @@ async function fill() {
 (async () => {
   if (Handle && Number(sessionKb) > 0) await fill();
   await run(500); // warm-up
+  if (onRedis) redisCli('config', 'resetstat');
   const start = performance.now();
   const cycles = await run(Number(seconds) * 1000);
   const elapsed = (performance.now() - start) / 1000;
   const result = { variant, inflight: Number(inflight), sessionKb: Number(sessionKb), opsPerSec: cycles / elapsed };
+  if (onRedis) result.redisUsPerCycle = redisServerUs() / cycles;
   process.stdout.write(JSON.stringify(result) + '\n');
   process.exit(0); // the peers' clients keep sockets open
 })();

@@ -83,6 +83,7 @@ const handles = {
   // think-session-redis writes on 'finish'; a PING on its connection answers after that write.
   tsredis: { handle: ThinkSessionRedis, options: redis, settle: (handle) => handle.redis.redis.ping() },
   redis: { handle: RedisSession, options: redis },
+  'redis-hash': { handle: RedisSession, options: { ...redis, format: 'hash' } },
   tsmysql: {
     handle: ThinkSessionMysqlKept,
     options: { ...mysql, prefix: 'tsm_', connectionLimit: 10 },

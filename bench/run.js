@@ -50,6 +50,7 @@ const GROUPS = [
     variants: [
       { name: 'think-session-redis (peer)', key: 'tsredis' },
       { name: 'RedisSession', key: 'redis' },
+      { name: "RedisSession, format: 'hash'", key: 'redis-hash' },
       { name: 'RedisSession (drop-in)', key: 'redis-dropin' },
     ],
   },
@@ -123,16 +124,26 @@ const SIZE_RUNS = GROUPS.filter((g) => g.name === 'memory' || g.name === 'redis'
     .flatMap((v) => SIZES.map((kb) => ({ g, v, kb, key: `${v.key}@${kb}KB` }))),
 );
 
+// Also what the Redis server spends per cycle (its read and its write) on the Redis rows.
 function sizeLevel() {
   const results = Object.fromEntries(SIZE_RUNS.map((r) => [r.key, []]));
+  const serverUs = Object.fromEntries(SIZE_RUNS.map((r) => [r.key, []]));
   for (let round = 1; round <= ROUNDS; round++) {
     for (const r of SIZE_RUNS) {
       progress(`session size, round ${round}/${ROUNDS}: ${r.v.name}, ${r.kb} KB`);
       if (r.g.name === 'redis') resetRedis();
-      results[r.key].push(node([path.join(__dirname, 'adapter.js'), r.v.key, '2', '1', String(r.kb)]).opsPerSec);
+      const measured = node([path.join(__dirname, 'adapter.js'), r.v.key, '2', '1', String(r.kb)]);
+      results[r.key].push(measured.opsPerSec);
+      if (measured.redisUsPerCycle !== undefined) serverUs[r.key].push(measured.redisUsPerCycle);
     }
   }
-  return Object.fromEntries(Object.entries(results).map(([k, xs]) => [k, median(xs)]));
+  const medians = (table) =>
+    Object.fromEntries(
+      Object.entries(table)
+        .filter(([, xs]) => xs.length)
+        .map(([k, xs]) => [k, median(xs)]),
+    );
+  return { opsPerSec: medians(results), redisUs: medians(serverUs) };
 }
 
 function adapterLevel() {
@@ -519,11 +530,26 @@ function machine() {
         ['variant', ...SIZES.map((kb) => `us/cycle at ${kb} KB`), `${SIZES.at(-1)} KB vs ${SIZES[0]} KB`],
         ...[...new Set(SIZE_RUNS.map((r) => r.v))].map((v) => [
           v.name,
-          ...SIZES.map((kb) => us(sized[`${v.key}@${kb}KB`])),
-          ratio(sized[`${v.key}@${SIZES[0]}KB`], sized[`${v.key}@${SIZES.at(-1)}KB`]),
+          ...SIZES.map((kb) => us(sized.opsPerSec[`${v.key}@${kb}KB`])),
+          ratio(sized.opsPerSec[`${v.key}@${SIZES[0]}KB`], sized.opsPerSec[`${v.key}@${SIZES.at(-1)}KB`]),
         ]),
       ],
     ]);
+    const onRedis = SIZE_RUNS.filter((r) => sized.redisUs[r.key] !== undefined);
+    if (onRedis.length) {
+      const peer = (kb) => sized.redisUs[`${GROUPS.find((g) => g.name === 'redis').baseline}@${kb}KB`];
+      sections.push([
+        'Redis server time per cycle (its read and its write; INFO commandstats), same runs',
+        [
+          ['variant', ...SIZES.map((kb) => `us at ${kb} KB`), ...SIZES.map((kb) => `vs peer at ${kb} KB`)],
+          ...[...new Set(onRedis.map((r) => r.v))].map((v) => [
+            v.name,
+            ...SIZES.map((kb) => sized.redisUs[`${v.key}@${kb}KB`].toFixed(2)),
+            ...SIZES.map((kb) => ratio(sized.redisUs[`${v.key}@${kb}KB`], peer(kb))),
+          ]),
+        ],
+      ]);
+    }
   }
   for (const w of WORKLOADS) {
     sections.push([

@@ -35,10 +35,10 @@ async function waitFor(check, what, ms = 15000) {
  * Starts `redis-server` (a Sentinel with `sentinel: true`) with `args` on a spare port;
  * with `tls: true` it speaks TLS only, with a self-signed certificate made by openssl.
  */
-async function startServer({ args = [], sentinel = false, tls = false, port } = {}) {
+async function startServer({ args = [], sentinel = false, tls = false, port, password } = {}) {
   port = port || (await freePort());
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsn-redis-'));
-  const tlsCli = [];
+  const cliArgs = [];
   if (tls) {
     const [key, cert] = [path.join(dir, 'key.pem'), path.join(dir, 'cert.pem')];
     const subject = ['-subj', '/CN=127.0.0.1', '-days', '2'];
@@ -52,7 +52,11 @@ async function startServer({ args = [], sentinel = false, tls = false, port } = 
     );
     args = [...args, '--tls-port', String(port), '--tls-cert-file', cert, '--tls-key-file', key];
     args.push('--tls-ca-cert-file', cert, '--tls-auth-clients', 'no');
-    tlsCli.push('--tls', '--insecure');
+    cliArgs.push('--tls', '--insecure');
+  }
+  if (password) {
+    args = [...args, '--requirepass', password];
+    cliArgs.push('-a', password, '--no-auth-warning');
   }
   let conf = null;
   if (sentinel) {
@@ -85,7 +89,7 @@ async function startServer({ args = [], sentinel = false, tls = false, port } = 
     port,
     url: `${tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`,
     child: start(),
-    cli: (...a) => cli(port, ...tlsCli, ...a),
+    cli: (...a) => cli(port, ...cliArgs, ...a),
     async stop() {
       const { child } = server;
       if (child.exitCode !== null) return;

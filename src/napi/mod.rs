@@ -9,6 +9,7 @@ use crate::error::{Error, ErrorCode};
 use crate::store::options;
 
 mod args;
+mod event_loop;
 mod promise;
 mod runtime;
 mod store;

@@ -67,6 +67,12 @@ impl<T: ToNapiValue + TypeName + Send + 'static> Task for Blocking<T> {
 /// A promise made by [`spawn`], handed to JavaScript as it is.
 pub struct JsPromise(sys::napi_value);
 
+impl JsPromise {
+    pub(super) fn from_raw(promise: sys::napi_value) -> JsPromise {
+        JsPromise(promise)
+    }
+}
+
 impl ToNapiValue for JsPromise {
     unsafe fn to_napi_value(_env: sys::napi_env, value: Self) -> napi::Result<sys::napi_value> {
         Ok(value.0)
@@ -267,7 +273,11 @@ unsafe extern "C" fn settle(
     }
 }
 
-unsafe fn js_error(env: sys::napi_env, code: ErrorCode, message: &str) -> sys::napi_value {
+pub(super) unsafe fn js_error(
+    env: sys::napi_env,
+    code: ErrorCode,
+    message: &str,
+) -> sys::napi_value {
     let mut code_value = ptr::null_mut();
     let mut message_value = ptr::null_mut();
     let mut error = ptr::null_mut();

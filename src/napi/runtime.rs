@@ -1,8 +1,10 @@
-//! Where network stores do their I/O: one current_thread tokio runtime on a thread of its
-//! own. On napi's multi-thread runtime every socket wake-up crossed threads and cost more
-//! than the request (ARCHITECTURE.md, "Performance shape"); here the I/O and its wake-ups
-//! stay on one thread, and each finished call crosses back to JavaScript once (see
-//! `promise`).
+//! Where network stores do their I/O when they cannot do it on the JavaScript thread's own
+//! loop (`event_loop`: Redis on one server over plain TCP does): one current_thread tokio
+//! runtime on a thread of its own, for the db stores and Redis over TLS, Cluster and
+//! Sentinel. On napi's multi-thread runtime every socket wake-up crossed threads and cost
+//! more than the request (ARCHITECTURE.md, "Performance shape"); here the I/O and its
+//! wake-ups stay on one thread, and each finished call crosses back to JavaScript once
+//! (see `promise`).
 //!
 //! Calls reach the I/O thread through a queue. Waking a sleeping thread costs tens of
 //! microseconds on a busy machine, about a Redis round trip, so while only a few calls

@@ -1,8 +1,8 @@
 //! The one binding of every store: calls over the [`SessionStore`] trait. Where a call
 //! runs follows from the store's [`Runs`]: a store that answers without I/O (memory)
 //! answers synchronously, with no thread hop and no promise; a blocking one (files)
-//! runs on the libuv pool; a network one on the I/O runtime. Store gc never runs on the
-//! JavaScript thread (G7).
+//! runs on the libuv pool; a network one on Node's own loop (`event_loop`) or the I/O
+//! runtime. Store gc never blocks the JavaScript thread (G7).
 
 use std::ffi::CStr;
 use std::future::Future;
@@ -16,6 +16,7 @@ use napi::{sys, Env, ValueType};
 use napi_derive::napi;
 
 use super::args::{IdArg, TextArg};
+use super::event_loop;
 use super::promise::{blocking, spawn, Blocking, JsPromise};
 use super::runtime::runtime;
 use super::Result;
@@ -88,9 +89,11 @@ fn opened(slot: u32) -> Result<Opened> {
 /// text (the option names of the store's JS peer) and returns its slot. Nothing connects
 /// until the first call.
 #[napi]
-pub fn store_open(kind: String, options: String) -> Result<u32> {
-    // Stores with connections make them inside the I/O runtime that drives them.
+pub fn store_open(env: Env, kind: String, options: String) -> Result<u32> {
+    // Stores with connections make them inside the I/O runtime that drives them, or on
+    // this thread's event loop where they can.
     let _runtime = runtime()?.enter();
+    event_loop::install(&env);
     let mut taken = TAKEN.lock().unwrap_or_else(|p| p.into_inner());
     if *taken == MAX_STORES {
         return Err(Error::InvalidOption {
@@ -320,6 +323,10 @@ where
     let store = opened.store;
     Ok(match opened.runs {
         Runs::Io => Answer::Io(spawn(env, async move {
+            let _admitted = admitted;
+            work(store).await
+        })?),
+        Runs::Loop => Answer::Io(event_loop::spawn_local(env, async move {
             let _admitted = admitted;
             work(store).await
         })?),

@@ -14,6 +14,7 @@ pub mod file;
 pub mod memory;
 pub mod options;
 pub mod private;
+pub mod reactor;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod shared;
@@ -60,6 +61,9 @@ pub enum Runs {
     Blocking,
     /// Network I/O: on the I/O runtime.
     Io,
+    /// Network I/O on the caller's event loop ([`reactor`]): its futures are polled on
+    /// the caller's thread, woken by the loop when a socket is ready.
+    Loop,
 }
 
 /// A store that answers without I/O (memory, shared memory): its calls are made on the

@@ -22,7 +22,38 @@ use tokio::sync::{Mutex, OnceCell};
 use crate::error::{Error, Result};
 use crate::id::SessionId;
 use crate::session::{check_max_bytes, Patch, Record};
-use crate::store::{load_refreshing, options, Format, Loaded, SessionStore};
+use crate::store::{load_refreshing, options, reactor, Format, Loaded, Runs, SessionStore};
+
+mod hash;
+mod on_loop;
+use on_loop::LoopConnection;
+
+/// How sessions are kept in Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// One string per session holding a framework's record text (the JS peers' formats).
+    Text(Format),
+    /// One hash per session, a field per session key (see `hash`).
+    Hash,
+}
+
+impl Layout {
+    /// The `format` option: 'thinkjs3' (the default), 'thinkjs2' or 'hash'.
+    fn parse(value: Option<&str>) -> Result<Layout> {
+        match value {
+            Some("hash") => Ok(Layout::Hash),
+            other => options::format(other)
+                .map(Layout::Text)
+                .map_err(|_| Error::InvalidOption {
+                    name: "format",
+                    reason: format!(
+                        "{:?} is not 'thinkjs3', 'thinkjs2' or 'hash'",
+                        other.unwrap_or_default()
+                    ),
+                }),
+        }
+    }
+}
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
@@ -115,13 +146,13 @@ static RENAME: LazyLock<redis::Script> = LazyLock::new(|| {
     )
 });
 
-/// Deletes the key only while it still holds `ARGV[1]` and its TTL has not grown past
+/// Deletes the key only while it still holds `ARGV[1]` (its DUMP) and its TTL has not grown past
 /// `ARGV[2]` ms: the last step of a move between cluster slots, which a concurrent write
 /// or refresh (ThinkJS 2's records change only their TTL) makes start over instead of
 /// being lost.
 static DELETE_IF_SAME: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
-        "if redis.call('GET', KEYS[1]) == ARGV[1] \
+        "if redis.call('DUMP', KEYS[1]) == ARGV[1] \
             and redis.call('PTTL', KEYS[1]) <= tonumber(ARGV[2]) then \
            redis.call('DEL', KEYS[1]) return 1 end \
          return 0",
@@ -153,7 +184,7 @@ pub struct RedisOptions {
     pub db: Option<i64>,
     /// Prepended to every id to make the key; empty by default, as think-session-redis.
     pub prefix: String,
-    pub format: Format,
+    pub layout: Layout,
     pub connect_timeout: Duration,
     /// The longest any call takes before it fails (G3), reconnecting included.
     pub command_timeout: Duration,
@@ -236,7 +267,7 @@ pub fn open(json: &str) -> Result<Box<dyn SessionStore>> {
         password: config.password.filter(|p| !p.is_empty()),
         db,
         prefix: config.prefix.unwrap_or_default(),
-        format: options::format(config.format.as_deref())?,
+        layout: Layout::parse(config.format.as_deref())?,
         connect_timeout: options::millis(
             "connectTimeout",
             config.connect_timeout,
@@ -256,7 +287,7 @@ pub struct RedisStore {
     /// For error messages: which Redis a failure is about.
     address: String,
     prefix: String,
-    format: Format,
+    layout: Layout,
     command_timeout: Duration,
     max_bytes: usize,
     last_seen: SyncMutex<LastSeen>,
@@ -265,6 +296,9 @@ pub struct RedisStore {
 enum Connection {
     /// Reconnects by itself; a call while the server is down fails at once.
     Server(ConnectionManager),
+    /// One server over plain TCP, on the caller's event loop (Node's): no thread hop per
+    /// call. Connects again on the first call after a failure.
+    Loop(LoopConnection),
     /// Connected on first use; the connection then follows the cluster by itself.
     Cluster(ClusterClient, OnceCell<ClusterConnection>),
     /// Asks the Sentinels for the master again after a connection fails.
@@ -295,6 +329,9 @@ impl RedisStore {
             Target::Server(url) => {
                 let info = connection_info(url, &options).map_err(option_error("url"))?;
                 let address = info.addr().to_string();
+                if let Some(connection) = on_loop(&info, options.connect_timeout)? {
+                    return Ok(RedisStore::with(connection, address, options));
+                }
                 let client = redis::Client::open(info).map_err(option_error("url"))?;
                 let manager = ConnectionManager::new_lazy_with_config(client, config)
                     .map_err(option_error("url"))?;
@@ -334,22 +371,47 @@ impl RedisStore {
                 (connection, address)
             }
         };
-        Ok(RedisStore {
+        Ok(RedisStore::with(connection, address, options))
+    }
+
+    fn with(connection: Connection, address: String, options: RedisOptions) -> RedisStore {
+        RedisStore {
             connection,
             address,
             prefix: options.prefix,
-            format: options.format,
+            layout: options.layout,
             command_timeout: options.command_timeout,
             max_bytes: options.max_bytes,
             last_seen: SyncMutex::new(LastSeen {
                 entries: lru::LruCache::unbounded(),
                 bytes: 0,
             }),
-        })
+        }
     }
 
     fn last_seen(&self) -> MutexGuard<'_, LastSeen> {
         self.last_seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_hash(&self) -> bool {
+        self.layout == Layout::Hash
+    }
+
+    /// The record format of a string layout (the hash layout has none).
+    fn format(&self) -> Format {
+        match self.layout {
+            Layout::Text(format) => format,
+            Layout::Hash => Format::ThinkJs3,
+        }
+    }
+
+    /// The `format` option as the user gives it, for messages.
+    fn format_name(&self) -> &'static str {
+        match self.layout {
+            Layout::Text(Format::ThinkJs3) => "thinkjs3",
+            Layout::Text(Format::ThinkJs2) => "thinkjs2",
+            Layout::Hash => "hash",
+        }
     }
 
     fn key(&self, id: &SessionId) -> String {
@@ -396,6 +458,7 @@ impl RedisStore {
     async fn connect(&self) -> redis::RedisResult<Conn> {
         match &self.connection {
             Connection::Server(manager) => Ok(Conn::Manager(manager.clone())),
+            Connection::Loop(connection) => Ok(Conn::Loop(connection.clone())),
             Connection::Cluster(client, cell) => {
                 let conn = cell
                     .get_or_try_init(|| client.get_async_connection())
@@ -429,15 +492,22 @@ impl RedisStore {
         }
     }
 
-    /// The key's text and PTTL as Redis has them now.
+    /// The key's text as Redis has it now, with its TTL where the format lives by it
+    /// (think-session-redis's record carries its expiry; ThinkJS 2's has only the TTL).
     async fn fetch(&self, key: &str, now_ms: i64) -> Result<Seen> {
+        let with_ttl = self.format() == Format::ThinkJs2;
         let (text, pttl): (Option<String>, i64) = self
             .run(async |conn| {
+                if !with_ttl {
+                    let text: Option<String> = Cmd::get(key).query_async(conn).await?;
+                    return Ok((text, 0));
+                }
                 let mut pipe = Pipeline::new();
                 pipe.get(key).pttl(key);
-                pipe.query_async(conn).await
+                pipe.query_async::<(Option<String>, i64)>(conn).await
             })
-            .await?;
+            .await
+            .map_err(|e| self.wrong_type(e, key))?;
         Ok(Seen::new(text, pttl, now_ms))
     }
 
@@ -451,7 +521,7 @@ impl RedisStore {
 
     /// The key's text for a record, in the store's format.
     fn encode(&self, record: &Record) -> String {
-        match self.format {
+        match self.format() {
             Format::ThinkJs3 => format!(
                 "{{\"data\":{},\"maxAge\":{},\"expires\":{}}}",
                 record.data, record.max_age_ms, record.expires_at_ms
@@ -507,7 +577,8 @@ impl RedisStore {
                 };
                 let answer: Value = self
                     .run(async |conn| invocation.invoke_async(conn).await)
-                    .await?;
+                    .await
+                    .map_err(|e| self.wrong_type(e, &key))?;
                 seen = match answer {
                     Value::Int(1) => {
                         let written = Seen::new(Some(text), record.max_age_ms, now_ms);
@@ -537,7 +608,7 @@ impl RedisStore {
     }
 
     fn decode(&self, text: &str, ttl_ms: i64, now_ms: i64) -> Result<Option<Record>> {
-        let record = match self.format {
+        let record = match self.format() {
             // Without a readable expiry a record has expired, to reads and writes alike.
             Format::ThinkJs3 => Record::from_thinkjs3(text),
             // The record is the data alone and lives by its TTL (none: not read); with only
@@ -554,6 +625,41 @@ impl RedisStore {
         })?;
         Ok(record.is_live(now_ms).then_some(record))
     }
+}
+
+/// The connection on the caller's event loop, where there is one and the server is
+/// plain TCP speaking RESP2 (TLS, Unix sockets and RESP3 keep the `redis` crate's).
+fn on_loop(info: &redis::ConnectionInfo, connect_timeout: Duration) -> Result<Option<Connection>> {
+    let Some(reactor) = reactor::current() else {
+        return Ok(None);
+    };
+    let redis::ConnectionAddr::Tcp(host, port) = info.addr() else {
+        return Ok(None);
+    };
+    let settings = info.redis_settings();
+    if settings.protocol() != redis::ProtocolVersion::RESP2 {
+        return Ok(None);
+    }
+    let mut hello = Pipeline::new();
+    if let Some(password) = settings.password() {
+        let auth = hello.cmd("AUTH");
+        if let Some(user) = settings.username() {
+            auth.arg(user);
+        }
+        auth.arg(password);
+    }
+    if settings.db() != 0 {
+        hello.cmd("SELECT").arg(settings.db());
+    }
+    let connection = LoopConnection::new(
+        reactor,
+        (host.clone(), *port),
+        hello.get_packed_pipeline(),
+        hello.len(),
+        settings.db(),
+        connect_timeout,
+    )?;
+    Ok(Some(Connection::Loop(connection)))
 }
 
 /// A node's URL with the options' database and credentials, which win over the URL's.
@@ -584,6 +690,13 @@ fn addresses(infos: &[redis::ConnectionInfo]) -> String {
 
 #[async_trait]
 impl SessionStore for RedisStore {
+    fn runs(&self) -> Runs {
+        match self.connection {
+            Connection::Loop(_) => Runs::Loop,
+            _ => Runs::Io,
+        }
+    }
+
     /// The read and the refresh together stay within one command timeout.
     async fn load_data(
         &self,
@@ -600,17 +713,10 @@ impl SessionStore for RedisStore {
 
     /// Keeps what it read as the guess of the session's next write.
     async fn load(&self, id: &SessionId, now_ms: i64) -> Result<Option<Record>> {
-        let key = self.key(id);
-        // think-session-redis's record carries its expiry; ThinkJS 2's has only the TTL.
-        let seen = match self.format {
-            Format::ThinkJs3 => {
-                let text: Option<String> = self
-                    .run(async |conn| Cmd::get(&key).query_async(conn).await)
-                    .await?;
-                Seen::new(text, 0, now_ms)
-            }
-            Format::ThinkJs2 => self.fetch(&key, now_ms).await?,
-        };
+        if self.is_hash() {
+            return self.load_hash(id, now_ms).await;
+        }
+        let seen = self.fetch(&self.key(id), now_ms).await?;
         let record = match &seen.text {
             Some(text) => self.decode(text, seen.ttl_ends_ms.saturating_sub(now_ms), now_ms),
             None => Ok(None),
@@ -621,6 +727,9 @@ impl SessionStore for RedisStore {
 
     /// The patch merged into the live record in Rust, written by compare-and-set.
     async fn apply_patch(&self, id: &SessionId, patch: &Patch, now_ms: i64) -> Result<()> {
+        if self.is_hash() {
+            return self.apply_hash(id, patch, now_ms).await;
+        }
         let max_bytes = self.max_bytes;
         self.write(id, now_ms, true, |current| {
             patch.apply_to(current, now_ms, max_bytes).map(Some)
@@ -632,6 +741,9 @@ impl SessionStore for RedisStore {
     /// The live record with its expiry moved, its data as it is (whatever its size).
     async fn touch(&self, id: &SessionId, max_age_ms: i64, now_ms: i64) -> Result<bool> {
         crate::session::check_max_age(max_age_ms)?;
+        if self.is_hash() {
+            return self.touch_hash(id, max_age_ms, now_ms).await;
+        }
         self.write(id, now_ms, false, |current| {
             let Some(record) = current else {
                 return Ok(None);
@@ -667,29 +779,31 @@ impl SessionStore for RedisStore {
             return Ok(moved == 1);
         }
         for _ in 0..RENAME_ATTEMPTS {
-            let (text, ttl): (Option<String>, i64) = self
+            // DUMP and RESTORE move the key whatever its type (string or hash).
+            let (dump, ttl): (Option<Vec<u8>>, i64) = self
                 .run(async |conn| {
                     let mut pipe = Pipeline::new();
-                    pipe.get(&source).pttl(&source);
+                    pipe.atomic().cmd("DUMP").arg(&source).pttl(&source);
                     pipe.query_async(conn).await
                 })
                 .await?;
-            let Some(text) = text else {
+            let Some(dump) = dump else {
                 self.destroy(to).await?;
                 return Ok(false);
             };
             let mut copy = Cmd::new();
-            copy.arg("SET").arg(&target).arg(&text);
-            if ttl > 0 {
-                copy.arg("PX").arg(ttl);
-            }
+            copy.arg("RESTORE")
+                .arg(&target)
+                .arg(ttl.max(0))
+                .arg(&dump)
+                .arg("REPLACE");
             self.run(async |conn| copy.query_async::<()>(conn).await)
                 .await?;
             let deleted: i64 = self
                 .run(async |conn| {
                     DELETE_IF_SAME
                         .key(&source)
-                        .arg(&text)
+                        .arg(&dump)
                         .arg(ttl)
                         .invoke_async(conn)
                         .await
@@ -712,6 +826,7 @@ impl SessionStore for RedisStore {
 /// A connection of whichever kind the target needs.
 enum Conn {
     Manager(ConnectionManager),
+    Loop(LoopConnection),
     Cluster(ClusterConnection),
 }
 
@@ -719,6 +834,7 @@ impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Conn::Manager(c) => c.req_packed_command(cmd),
+            Conn::Loop(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
         }
     }
@@ -731,6 +847,7 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Manager(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Loop(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
@@ -738,6 +855,7 @@ impl ConnectionLike for Conn {
     fn get_db(&self) -> i64 {
         match self {
             Conn::Manager(c) => c.get_db(),
+            Conn::Loop(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
         }
     }
@@ -750,6 +868,10 @@ mod tests {
     use super::*;
 
     async fn store(name: &str, format: Format) -> RedisStore {
+        store_of(name, Layout::Text(format)).await
+    }
+
+    async fn store_of(name: &str, layout: Layout) -> RedisStore {
         let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
         let prefix = format!("tsn-rust-{name}-{}:", std::process::id());
         let client = redis::Client::open(url.as_str()).unwrap();
@@ -772,7 +894,7 @@ mod tests {
             password: None,
             db: None,
             prefix,
-            format,
+            layout,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             max_bytes: 200,
@@ -787,6 +909,75 @@ mod tests {
     #[tokio::test]
     async fn meets_the_store_contract() {
         crate::store::conformance::check(&store("contract", Format::ThinkJs3).await).await;
+    }
+
+    #[tokio::test]
+    async fn the_hash_format_meets_the_store_contract() {
+        crate::store::conformance::check(&store_of("contract-hash", Layout::Hash).await).await;
+    }
+
+    #[tokio::test]
+    async fn the_hash_format_writes_only_the_changed_fields() {
+        let s = store_of("hash-fields", Layout::Hash).await;
+        let id = id("hashfields1");
+        let patch = Patch::of(&[("a", "1"), ("b", r#"{"x":[1,2]}"#)], 60_000);
+        s.apply_patch(&id, &patch, 0).await.unwrap();
+        s.apply_patch(&id, &Patch::of(&[("a", "null"), ("c", "0.10")], 60_000), 0)
+            .await
+            .unwrap();
+        let key = s.key(&id);
+        let fields: Vec<(Vec<u8>, String)> = s
+            .run(async |conn| Cmd::hgetall(&key).query_async(conn).await)
+            .await
+            .unwrap();
+        let names: Vec<&[u8]> = fields.iter().map(|(k, _)| k.as_slice()).collect();
+        assert_eq!(
+            names,
+            [&b"b"[..], hash::EXPIRES_FIELD, hash::MAX_AGE_FIELD, b"c"]
+        );
+        assert_eq!(fields[3].1, "0.10", "the value's text as given");
+        let pttl: i64 = s
+            .run(async |conn| Cmd::pttl(&key).query_async(conn).await)
+            .await
+            .unwrap();
+        assert!(pttl > 59_000 && pttl <= 60_000);
+        let record = s.load(&id, 1).await.unwrap().unwrap();
+        assert_eq!(record.data, r#"{"b":{"x":[1,2]},"c":0.10}"#);
+        assert_eq!(record.max_age_ms, 60_000);
+    }
+
+    #[tokio::test]
+    async fn a_key_of_the_other_format_is_an_error_and_left_as_it_is() {
+        let (text, hash) = (
+            store("wrongtype", Format::ThinkJs3).await,
+            store_of("wrongtype", Layout::Hash).await,
+        );
+        let (a, b) = (id("wrongtype01"), id("wrongtype02"));
+        text.apply_patch(&a, &Patch::of(&[("n", "1")], 60_000), 0)
+            .await
+            .unwrap();
+        hash.apply_patch(&b, &Patch::of(&[("n", "1")], 60_000), 0)
+            .await
+            .unwrap();
+        let now = crate::session::now_ms();
+        let err = hash.load(&a, now).await.unwrap_err().to_string();
+        assert!(
+            err.contains("holds a string") && err.contains("\"hash\""),
+            "{err}"
+        );
+        let err = text.load(&b, now).await.unwrap_err().to_string();
+        assert!(
+            err.contains("holds a hash") && err.contains("\"thinkjs3\""),
+            "{err}"
+        );
+        let write = Patch::of(&[("m", "2")], 60_000);
+        assert!(text.apply_patch(&b, &write, now).await.is_err());
+        let key = hash.key(&b);
+        let kept: Vec<(Vec<u8>, String)> = hash
+            .run(async |conn| Cmd::hgetall(&key).query_async(conn).await)
+            .await
+            .unwrap();
+        assert_eq!(kept.len(), 3, "the hash is as it was: {kept:?}");
     }
 
     #[tokio::test]
