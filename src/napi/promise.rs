@@ -1,5 +1,6 @@
-//! Promises settled from other threads. A call on the I/O runtime settles through one
-//! threadsafe function shared by all calls; a call on the libuv pool is a napi task.
+//! Promises settled from other threads. Calls finished on the I/O runtime wait in one
+//! queue, and one threadsafe-function call wakes the JavaScript thread to settle all that
+//! are queued by then; a call on the libuv pool is a napi task.
 //! Either way a failure rejects with an Error carrying the package's code and its cause,
 //! as synchronous calls throw.
 
@@ -100,14 +101,14 @@ where
             .catch_unwind()
             .await
             .unwrap_or_else(|_| Err(Error::store("runtime", "the call panicked")));
-        let completion = Box::new(Completion {
+        let completion = Completion {
             deferred,
             settle: Box::new(move |env| match result {
                 Ok(value) => unsafe { T::to_napi_value(env, value) }
                     .map_err(|e| (ErrorCode::Store, e.reason.clone())),
                 Err(err) => Err((err.code(), err.message())),
             }),
-        });
+        };
         tsfn.send(completion);
     }));
     Ok(JsPromise(promise))
@@ -140,24 +141,35 @@ unsafe extern "C" fn tsfn_finalized(_env: sys::napi_env, _data: *mut c_void, _hi
     *TSFN_CLOSED.lock().unwrap_or_else(|p| p.into_inner()) = true;
 }
 
+/// Calls finished and not yet settled. Only the first one into an empty queue calls the
+/// threadsafe function: one wake-up of the JavaScript thread settles all queued by then.
+static COMPLETED: Mutex<Vec<Completion>> = Mutex::new(Vec::new());
+
 impl Tsfn {
     /// Queues `completion` for [`settle`] on the JavaScript thread.
-    fn send(self, completion: Box<Completion>) {
+    fn send(self, completion: Completion) {
         let closed = TSFN_CLOSED.lock().unwrap_or_else(|p| p.into_inner());
         if *closed {
             return; // no one is left to settle the promise
         }
-        let data = Box::into_raw(completion).cast::<c_void>();
+        let first = {
+            let mut completed = COMPLETED.lock().unwrap_or_else(|p| p.into_inner());
+            completed.push(completion);
+            completed.len() == 1
+        };
+        if !first {
+            return; // the wake-up on its way settles this one too
+        }
         let status = unsafe {
             sys::napi_call_threadsafe_function(
                 self.0,
-                data,
+                ptr::null_mut(),
                 sys::ThreadsafeFunctionCallMode::nonblocking,
             )
         };
         if status != sys::Status::napi_ok {
-            // The environment is shutting down: no one is left to settle the promise.
-            drop(unsafe { Box::from_raw(data.cast::<Completion>()) });
+            // The environment is shutting down: no one is left to settle the promises.
+            COMPLETED.lock().unwrap_or_else(|p| p.into_inner()).clear();
         }
     }
 }
@@ -247,29 +259,30 @@ impl Bridge {
     }
 }
 
-/// On the JavaScript thread: settles one call's promise.
+/// On the JavaScript thread: settles the promises of every call finished by now.
 unsafe extern "C" fn settle(
     env: sys::napi_env,
     _callback: sys::napi_value,
     _context: *mut c_void,
-    data: *mut c_void,
+    _data: *mut c_void,
 ) {
-    let completion = unsafe { Box::from_raw(data.cast::<Completion>()) };
+    let completed = std::mem::take(&mut *COMPLETED.lock().unwrap_or_else(|p| p.into_inner()));
     if env.is_null() {
         return; // the environment is being torn down
     }
-    if let Some(Ok(bridge)) = BRIDGE.get() {
-        bridge.finished(env);
-    }
-    let Completion { deferred, settle } = *completion;
-    unsafe {
-        match settle(env) {
-            Ok(value) => sys::napi_resolve_deferred(env, deferred.0, value),
-            Err((code, message)) => {
-                let error = js_error(env, code, &message);
-                sys::napi_reject_deferred(env, deferred.0, error)
-            }
-        };
+    for Completion { deferred, settle } in completed {
+        if let Some(Ok(bridge)) = BRIDGE.get() {
+            bridge.finished(env);
+        }
+        unsafe {
+            match settle(env) {
+                Ok(value) => sys::napi_resolve_deferred(env, deferred.0, value),
+                Err((code, message)) => {
+                    let error = js_error(env, code, &message);
+                    sys::napi_reject_deferred(env, deferred.0, error)
+                }
+            };
+        }
     }
 }
 
