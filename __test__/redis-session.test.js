@@ -236,6 +236,39 @@ describe("RedisSession with format: 'hash'", () => {
   });
 });
 
+describe('RedisSession with replicas', () => {
+  let master;
+  let replica;
+  before(async () => {
+    master = await startServer();
+    replica = await startServer({ args: ['--replicaof', '127.0.0.1', String(master.port)] });
+    await waitFor(() => replica.cli('info', 'replication').includes('master_link_status:up'), 'the replica');
+  });
+  after(async () => {
+    await Promise.all([replica && replica.close(), master && master.close()]);
+  });
+
+  it('a write resolves once the replica has it; more replicas than the master has reject and say so', async () => {
+    const opts = { port: master.port, cookie: generateId(), replicas: 1, commandTimeout: 1000 };
+    await new RedisSession(opts).set('a', 1);
+    assert.equal(JSON.parse(replica.cli('get', opts.cookie)).data.a, 1, 'on the replica when set() resolved');
+    const hashed = { ...opts, cookie: generateId(), format: 'hash' };
+    await new RedisSession(hashed).set('b', 2);
+    assert.equal(replica.cli('hget', hashed.cookie, 'b'), '2', 'on the replica when set() resolved');
+    const two = { ...opts, cookie: generateId(), replicas: 2 };
+    await assert.rejects(new RedisSession(two).set('a', 1), (err) => {
+      assert.equal(err.code, 'ERR_SESSION_STORE');
+      assert.match(err.message, /1 of the 2 replicas.*1 connected replicas/);
+      return true;
+    });
+    assert.throws(() => new RedisStore({ port: master.port, replicas: -1 }), { code: 'ERR_SESSION_OPTIONS' });
+    assert.throws(() => new RedisStore({ cluster: [`redis://127.0.0.1:${master.port}`], replicas: 1 }), {
+      code: 'ERR_SESSION_OPTIONS',
+      message: /replicas/,
+    });
+  });
+});
+
 describe('RedisSession on the event loop', () => {
   let server;
   before(async () => {

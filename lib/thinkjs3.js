@@ -142,7 +142,7 @@ class RedisSession extends NativeSession {
   static kind = 'redis';
   static storeOptionNames = [
     ...['url', 'host', 'port', 'username', 'password', 'db', 'cluster', 'sentinels', 'masterName', 'name'],
-    ...['prefix', 'keyPrefix', 'format', 'connectTimeout', 'commandTimeout', 'maxBytes', 'maxPending'],
+    ...['prefix', 'keyPrefix', 'format', 'connectTimeout', 'commandTimeout', 'maxBytes', 'maxPending', 'replicas'],
   ];
 
   static storeOptions(options) {
@@ -171,6 +171,7 @@ class RedisSession extends NativeSession {
       commandTimeout: toMs(options.commandTimeout, 'commandTimeout'),
       maxBytes: options.maxBytes,
       maxPending: options.maxPending,
+      replicas: options.replicas,
     };
   }
 }

@@ -144,7 +144,7 @@ impl RedisStore {
             text: Some(record.data),
         };
         self.last_seen().put(id, seen);
-        Ok(())
+        self.confirm().await
     }
 
     /// Moves the expiry of a live session; creates nothing.
@@ -172,6 +172,7 @@ impl RedisStore {
             })
             .await
             .map_err(|e| self.wrong_type(e, &key))?;
+        self.confirm().await?;
         Ok(moved == 1)
     }
 

@@ -189,6 +189,8 @@ pub struct RedisOptions {
     /// The longest any call takes before it fails (G3), reconnecting included.
     pub command_timeout: Duration,
     pub max_bytes: usize,
+    /// Replicas that must confirm each write (`WAIT`) before it resolves; 0: none.
+    pub replicas: usize,
 }
 
 /// The store's options as JavaScript names them (the glue maps ioredis's names onto these).
@@ -212,6 +214,7 @@ struct Config {
     connect_timeout: Option<f64>,
     command_timeout: Option<f64>,
     max_bytes: Option<f64>,
+    replicas: Option<f64>,
 }
 
 /// The store registered as "redis". Must run inside the tokio runtime that will drive
@@ -259,6 +262,16 @@ pub fn open(json: &str) -> Result<Box<dyn SessionStore>> {
             })
         }
     };
+    let replicas = match config.replicas {
+        None | Some(0.0) => 0,
+        n => options::count("replicas", n, 0)?,
+    };
+    if replicas > 0 && matches!(target, Target::Cluster(_)) {
+        return Err(Error::InvalidOption {
+            name: "replicas",
+            reason: "works on one server or behind Sentinels; in a Cluster WAIT would not reach the node of the session's key".into(),
+        });
+    }
     // TLS needs a process-wide crypto provider; one may be installed already.
     let _ = rustls::crypto::ring::default_provider().install_default();
     Ok(Box::new(RedisStore::new(RedisOptions {
@@ -279,6 +292,7 @@ pub fn open(json: &str) -> Result<Box<dyn SessionStore>> {
             DEFAULT_COMMAND_TIMEOUT,
         )?,
         max_bytes: options::max_bytes(config.max_bytes)?,
+        replicas,
     })?))
 }
 
@@ -290,6 +304,7 @@ pub struct RedisStore {
     layout: Layout,
     command_timeout: Duration,
     max_bytes: usize,
+    replicas: usize,
     last_seen: SyncMutex<LastSeen>,
 }
 
@@ -382,6 +397,7 @@ impl RedisStore {
             layout: options.layout,
             command_timeout: options.command_timeout,
             max_bytes: options.max_bytes,
+            replicas: options.replicas,
             last_seen: SyncMutex::new(LastSeen {
                 entries: lru::LruCache::unbounded(),
                 bytes: 0,
@@ -412,6 +428,44 @@ impl RedisStore {
             Layout::Text(Format::ThinkJs2) => "thinkjs2",
             Layout::Hash => "hash",
         }
+    }
+
+    /// With `replicas`, waits until that many replicas have the writes made so far on this
+    /// connection (`WAIT`), so an acknowledged write survives a failover.
+    async fn confirm(&self) -> Result<()> {
+        if self.replicas == 0 {
+            return Ok(());
+        }
+        // Within the call's own timeout, with room for the answer.
+        let wait_ms = (self.command_timeout.as_millis() * 3 / 4).max(1) as u64;
+        let replicas = self.replicas;
+        let confirmed: usize = self
+            .run(async |conn| {
+                redis::cmd("WAIT")
+                    .arg(replicas)
+                    .arg(wait_ms)
+                    .query_async(conn)
+                    .await
+            })
+            .await?;
+        if confirmed >= replicas {
+            return Ok(());
+        }
+        let info: String = self
+            .run(async |conn| {
+                redis::cmd("INFO")
+                    .arg("replication")
+                    .query_async(conn)
+                    .await
+            })
+            .await?;
+        let present = info
+            .lines()
+            .find_map(|line| line.strip_prefix("connected_slaves:"))
+            .unwrap_or("?");
+        Err(self.failure(format!(
+            "the write is on the master, but {confirmed} of the {replicas} replicas `replicas` asks for confirmed it within {wait_ms} ms (the master has {present} connected replicas)"
+        )))
     }
 
     fn key(&self, id: &SessionId) -> String {
@@ -583,6 +637,7 @@ impl RedisStore {
                     Value::Int(1) => {
                         let written = Seen::new(Some(text), record.max_age_ms, now_ms);
                         self.last_seen().put(id, written);
+                        self.confirm().await?;
                         return Ok(true);
                     }
                     Value::Array(reply) => {
@@ -759,7 +814,8 @@ impl SessionStore for RedisStore {
         let key = self.key(id);
         self.last_seen().forget(id);
         self.run(async |conn| Cmd::del(&key).query_async::<()>(conn).await)
-            .await
+            .await?;
+        self.confirm().await
     }
 
     /// On one server (or behind Sentinels) one script moves the key. In a cluster the two
@@ -776,6 +832,7 @@ impl SessionStore for RedisStore {
             let moved: i64 = self
                 .run(async |conn| RENAME.key(&source).key(&target).invoke_async(conn).await)
                 .await?;
+            self.confirm().await?;
             return Ok(moved == 1);
         }
         for _ in 0..RENAME_ATTEMPTS {
@@ -898,6 +955,7 @@ mod tests {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             max_bytes: 200,
+            replicas: 0,
         })
         .unwrap()
     }
