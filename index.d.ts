@@ -342,6 +342,9 @@ export declare class DbStore extends AsyncStore {
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** How this binary was built: 'release' or 'debug' (`npm pack` refuses a debug one). */
+export declare function buildProfile(): string
+
 /** Most bytes of JSON per session when a store's `maxBytes` is not given (1 MiB). */
 export declare const DEFAULT_MAX_BYTES: number
 

@@ -835,6 +835,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.buildProfile = nativeBinding.buildProfile
 module.exports.DEFAULT_MAX_BYTES = nativeBinding.DEFAULT_MAX_BYTES
 module.exports.generateId = nativeBinding.generateId
 module.exports.isValidId = nativeBinding.isValidId

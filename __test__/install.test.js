@@ -61,3 +61,28 @@ describe('install without a prebuilt binary', () => {
     assert.equal(probe.stdout, '1', probe.stderr);
   });
 });
+
+describe('npm pack', () => {
+  it('refuses to pack a debug build of the addon, and packs a release one', () => {
+    const profile = require('..').buildProfile();
+    assert.ok(['debug', 'release'].includes(profile));
+    const run = spawnSync(process.execPath, [path.join(__dirname, '..', 'scripts', 'prepack.js')], {
+      encoding: 'utf8',
+    });
+    if (profile === 'release') {
+      assert.equal(run.status, 0, run.stderr);
+    } else {
+      assert.equal(run.status, 1);
+      assert.match(run.stderr, /is a debug build; run `npm run build` \(release\) before packing/);
+    }
+  });
+
+  it('names one Rust version: the one Cargo.toml requires', () => {
+    const required = fs
+      .readFileSync(path.join(__dirname, '..', 'Cargo.toml'), 'utf8')
+      .match(/^rust-version = "([^"]+)"/m)[1];
+    const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
+    const named = new Set([...readme.matchAll(/Rust (1\.\d+)/g)].map((m) => m[1]));
+    assert.deepEqual([...named], [required]);
+  });
+});

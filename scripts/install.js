@@ -27,10 +27,16 @@ function hasCargo() {
   return !probe.error && probe.status === 0;
 }
 
+// The toolchain the source needs, as Cargo.toml's rust-version names it.
+function rustVersion() {
+  const manifest = fs.readFileSync(path.join(root, 'Cargo.toml'), 'utf8');
+  return (manifest.match(/^rust-version\s*=\s*"([^"]+)"/m) || [])[1] || 'a recent stable';
+}
+
 const noRust =
   `no Rust toolchain found (cargo is not on the PATH), and the native addon for ` +
-  `${platformName()} has to be built from source. Install Rust from https://rustup.rs, ` +
-  `open a new shell, and run \`npm install\` again.`;
+  `${platformName()} has to be built from source. Install Rust ${rustVersion()} or newer from ` +
+  `https://rustup.rs, open a new shell, and run \`npm install\` again.`;
 
 if (sourceCheckout) {
   if (!hasCargo()) fail(noRust);
@@ -52,7 +58,9 @@ if (sourceCheckout) {
   );
   const status = run('cargo', ['build', '--release', '--lib']);
   if (status !== 'ok')
-    fail('the Rust build failed (see the cargo output above); check that your Rust toolchain is 1.89 or newer.');
+    fail(
+      `the Rust build failed (see the cargo output above); check that your Rust toolchain is ${rustVersion()} or newer.`,
+    );
   const targetDir = process.env.CARGO_TARGET_DIR || path.join(root, 'target');
   const built =
     {

@@ -26,7 +26,11 @@ let tarball;
 function packTarball() {
   if (tarball) return tarball;
   const dest = fs.mkdtempSync(path.join(os.tmpdir(), 'tsn-pack-'));
-  const out = execFileSync(npm, ['pack', '--json', '--pack-destination', dest], { cwd: root, stdio: 'pipe' });
+  // --ignore-scripts: the tests pack whatever build they run on (prepack refuses a debug one).
+  const out = execFileSync(npm, ['pack', '--ignore-scripts', '--json', '--pack-destination', dest], {
+    cwd: root,
+    stdio: 'pipe',
+  });
   const [{ filename, files }] = JSON.parse(out);
   if (!files.some((f) => f.path.endsWith('.node'))) {
     throw new Error('the packed tarball carries no .node binary: run `npm install` (it builds one) first');

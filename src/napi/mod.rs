@@ -31,6 +31,16 @@ pub const DEFAULT_MAX_BYTES: u32 = crate::session::DEFAULT_MAX_BYTES as u32;
 #[napi]
 pub const MAX_ID_LENGTH: u32 = crate::id::MAX_LEN as u32;
 
+/// How this binary was built: 'release' or 'debug' (`npm pack` refuses a debug one).
+#[napi]
+pub fn build_profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    }
+}
+
 /// True when `id` may be used as a session id: `[A-Za-z0-9_-]`, 8 to 128 characters.
 #[napi(ts_args_type = "id: string")]
 pub fn is_valid_id(id: args::IdArg) -> bool {
