@@ -299,7 +299,9 @@ export declare class DbSession extends NativeSession {
 }
 
 export interface DbStoreOptions {
-  /** 'mysql' (or 'mariadb'), 'postgresql' or 'sqlite'; implied by `url`. */
+  /** Which database: 'mysql' (or 'mariadb'), 'postgresql' or 'sqlite'. Wins over `type` (which think-session sets to the adapter's key); `url`'s scheme must agree. */
+  dialect?: 'mysql' | 'mariadb' | 'postgresql' | 'postgres' | 'sqlite';
+  /** The same names; think-session sets it to the adapter's key. `url`'s scheme wins over it. */
   type?: string;
   /** `mysql://user:password@host:port/database`, `postgres://…` or `sqlite:path`. */
   url?: string;

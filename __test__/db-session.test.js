@@ -116,9 +116,28 @@ describe('DbSession options', () => {
     assert.throws(() => new DbStore({ type: 'mysql', host: '127.0.0.1' }), /needs the name of the database/);
   });
 
+  it('an explicit dialect wins over the adapter key; options naming no database are refused, saying to set dialect', async () => {
+    // think-session sets `type` to the adapter's key: 'db' here.
+    const server = { host: '127.0.0.1', port: 5432, user: 'root', database: DATABASE };
+    const pg = { ...server, type: 'db', dialect: 'postgresql', cookie: generateId(), maxAge: 60000 };
+    await new DbSession(pg).set('a', 1);
+    assert.deepEqual(await new DbSession(pg).get(), { a: 1 });
+    const unnamed = { type: 'db', host: '127.0.0.1', port: 5432, database: DATABASE, cookie: generateId() };
+    assert.throws(() => new DbSession(unnamed), { code: 'ERR_SESSION_OPTIONS', message: /dialect/ });
+    assert.throws(() => new DbStore({ dialect: 'mysql', url: 'postgres://127.0.0.1/x' }), {
+      code: 'ERR_SESSION_OPTIONS',
+      message: /dialect.*'mysql'.*postgresql URL/,
+    });
+    assert.throws(() => new DbStore({ dialect: 'oracle', database: 'x' }), { code: 'ERR_SESSION_OPTIONS' });
+    // The key says mysql, the URL postgres: the URL wins over the key.
+    const keyed = { type: 'mysql', url: backends.postgresql.url, cookie: generateId(), maxAge: 60000 };
+    await new DbSession(keyed).set('b', 2);
+    assert.deepEqual(await new DbSession(keyed).get(), { b: 2 });
+  });
+
   it('reads the database from the adapter key, the URL, or think-mysql options', () => {
     assert.equal(DbSession.storeOptions({ type: 'postgresql', database: 'x' }).type, 'postgresql');
-    assert.equal(DbSession.storeOptions({ type: 'db', host: 'h', database: 'x' }).type, 'mysql');
+    assert.equal(DbSession.storeOptions({ type: 'db', host: 'h', database: 'x' }).type, undefined);
     assert.equal(DbSession.storeOptions({ type: 'db', url: 'postgres://h/x' }).type, undefined);
     assert.equal(DbSession.storeOptions({ connectionLimit: 3, database: 'x' }).poolSize, 3);
     assert.throws(() => DbSession.storeOptions({ type: 'db' }), { code: 'ERR_SESSION_OPTIONS' });
@@ -126,6 +145,7 @@ describe('DbSession options', () => {
 });
 
 describe('compatibility with think-session-mysql', () => {
+  // Our handle gets type 'mysql' as think-session hands it over under the key `mysql`.
   const config = { host: '127.0.0.1', port: 3306, user: 'root', database: DATABASE, prefix: 'think_', maxAge: 3600000 };
   before(() => {
     // think-session-mysql's own DDL
@@ -156,13 +176,13 @@ describe('compatibility with think-session-mysql', () => {
     ) {
       await sleep(50);
     }
-    const ours = new DbSession({ ...config, cookie });
+    const ours = new DbSession({ ...config, type: 'mysql', cookie });
     assert.deepEqual(await ours.get(), { user: { name: 'ann', roles: ['admin'] }, n: 0.1 });
   });
 
   it('writes what think-session-mysql reads', async () => {
     const cookie = generateId();
-    await new DbSession({ ...config, cookie }).set('user', { name: 'bob' });
+    await new DbSession({ ...config, type: 'mysql', cookie }).set('user', { name: 'bob' });
     const [[expire, maxage]] = query(
       'mysql',
       DATABASE,

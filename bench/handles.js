@@ -90,7 +90,11 @@ const handles = {
     settle: (handle) => handle.written,
     writes: sumOf('mysql', 'tsm_session'),
   },
-  dbmysql: { handle: DbSession, options: { ...mysql, prefix: 'tsn_' }, writes: sumOf('mysql', 'tsn_session') },
+  dbmysql: {
+    handle: DbSession,
+    options: { ...mysql, dialect: 'mysql', prefix: 'tsn_' },
+    writes: sumOf('mysql', 'tsn_session'),
+  },
   dbpg: {
     handle: DbSession,
     options: { url: `postgres://root@127.0.0.1:5432/${DB_NAME}`, prefix: 'tsn_' },

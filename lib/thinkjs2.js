@@ -166,7 +166,7 @@ function dbOptions(o) {
   const number = port ? Number(port) : undefined;
   const trustFolder = o.trust_folder ?? o.trustFolder;
   return {
-    type,
+    dialect: type,
     host,
     port: number,
     user,

@@ -185,7 +185,7 @@ const DB_CONNECTION = ['url', 'host', 'port', 'user', 'password', 'database'];
 class DbSession extends NativeSession {
   static kind = 'db';
   static storeOptionNames = [
-    ...['type', ...DB_CONNECTION, 'prefix', 'poolSize', 'connectionLimit'],
+    ...['dialect', 'type', ...DB_CONNECTION, 'prefix', 'poolSize', 'connectionLimit'],
     ...['connectTimeout', 'queryTimeout', 'createTable', 'maxBytes', 'trustFolder', 'maxPending'],
   ];
 
@@ -193,14 +193,15 @@ class DbSession extends NativeSession {
     const named = ['mysql', 'mariadb', 'postgresql', 'postgres', 'pg', 'sqlite', 'sqlite3'];
     let type = named.includes(String(options.type).toLowerCase()) ? options.type : undefined;
     let database = options.database;
-    if (type === undefined && options.url === undefined) {
-      if (DB_CONNECTION.some((name) => options[name] !== undefined)) type = 'mysql';
-      else {
-        type = 'sqlite';
-        database = DbSession.embeddedPath();
-      }
+    // No connection option at all: the embedded default. Connection options that name no
+    // database kind are refused by the store, saying to set `dialect`.
+    const connection = DB_CONNECTION.some((name) => options[name] !== undefined);
+    if (options.dialect === undefined && type === undefined && !connection) {
+      type = 'sqlite';
+      database = DbSession.embeddedPath();
     }
     return {
+      dialect: options.dialect,
       type,
       url: options.url,
       host: options.host,

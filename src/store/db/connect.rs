@@ -73,8 +73,8 @@ pub(super) fn connect(options: &DbOptions) -> Result<(Pools, String)> {
         })?,
         (None, None) => {
             return Err(Error::InvalidOption {
-                name: "type",
-                reason: "give `type` ('mysql', 'postgresql' or 'sqlite') or a `url`".into(),
+                name: "dialect",
+                reason: "cannot tell which database to speak to: set `dialect` to 'mysql', 'postgresql' or 'sqlite', or give a `url` (think-session replaces `type` with the adapter's key)".into(),
             })
         }
     };

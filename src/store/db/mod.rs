@@ -37,11 +37,16 @@ pub const DEFAULT_POOL_SIZE: usize = 10;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The store's options as JavaScript names them (think-mysql's, plus `type` and `url`).
+/// The store's options as JavaScript names them (think-mysql's, plus `dialect`, `type`
+/// and `url`).
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Config {
-    /// 'mysql' (or 'mariadb'), 'postgresql' or 'sqlite'; implied by `url`.
+    /// 'mysql' (or 'mariadb'), 'postgresql' or 'sqlite': which database, whatever else
+    /// says. `url`'s scheme must agree with it.
+    dialect: Option<String>,
+    /// The same names, as think-session hands over the adapter's key (which may be
+    /// anything): the weakest hint, after `dialect` and `url`.
     #[serde(rename = "type")]
     kind: Option<String>,
     url: Option<String>,
@@ -64,15 +69,32 @@ struct Config {
 /// connections; nothing connects until the first call.
 pub fn open(json: &str) -> Result<Box<dyn SessionStore>> {
     let config: Config = options::parse("db", json)?;
-    let backend = match config.kind.as_deref() {
-        None => None,
-        Some(name) => Some(
-            Backend::from_name(name).ok_or_else(|| Error::InvalidOption {
-                name: "type",
-                reason: format!("{name:?} is not 'mysql', 'postgresql' or 'sqlite'"),
-            })?,
-        ),
+    let named = |option: &'static str, value: Option<&str>| {
+        value
+            .map(|name| {
+                Backend::from_name(name).ok_or_else(|| Error::InvalidOption {
+                    name: option,
+                    reason: format!("{name:?} is not 'mysql', 'postgresql' or 'sqlite'"),
+                })
+            })
+            .transpose()
     };
+    let dialect = named("dialect", config.dialect.as_deref())?;
+    let kind = named("type", config.kind.as_deref())?;
+    let by_url = config.url.as_deref().and_then(Backend::from_url);
+    if let (Some(dialect), Some(by_url)) = (dialect, by_url) {
+        if dialect != by_url {
+            return Err(Error::InvalidOption {
+                name: "dialect",
+                reason: format!(
+                    "is '{}' but `url` is a {} URL: make them agree, or leave one out",
+                    dialect.name(),
+                    by_url.name()
+                ),
+            });
+        }
+    }
+    let backend = dialect.or(by_url).or(kind);
     let port = match config.port {
         None => None,
         Some(port) if port.fract() == 0.0 && (1.0..=65535.0).contains(&port) => Some(port as u16),
