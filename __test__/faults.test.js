@@ -232,4 +232,57 @@ describe('faults under load', () => {
       fs.rmSync(mount, { recursive: true, force: true });
     }
   });
+
+  it('the file store on a tmpfs out of inodes (bytes to spare), then freed', async () => {
+    const mount = fs.mkdtempSync(path.join(os.tmpdir(), 'tsn-fault-inodes-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64m,nr_inodes=256', 'tmpfs', mount]);
+    const fillers = path.join(mount, 'fillers');
+    try {
+      const row = await underLoad({
+        name: 'out of inodes (tmpfs), file store',
+        env: { TSN_FAULT_STORE: 'file', TSN_FAULT_DIR: path.join(mount, 'session') },
+        inject: () => {
+          fs.mkdirSync(fillers);
+          try {
+            for (let i = 0; ; i++) fs.writeFileSync(path.join(fillers, String(i)), '');
+          } catch (err) {
+            assert.equal(err.code, 'ENOSPC');
+          }
+        },
+        heal: () => fs.rmSync(fillers, { recursive: true }),
+      });
+      assertSurvived(row);
+    } finally {
+      execFileSync('umount', [mount]);
+      fs.rmSync(mount, { recursive: true, force: true });
+    }
+  });
+
+  it('the file store on a folder remounted read-only, then read-write', async () => {
+    const mount = fs.mkdtempSync(path.join(os.tmpdir(), 'tsn-fault-ro-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', mount]);
+    // A file being written keeps a remount from taking: try again until it does.
+    const remount = async (mode) => {
+      for (let i = 0; ; i++) {
+        try {
+          return execFileSync('mount', ['-o', `remount,${mode}`, mount], { stdio: 'pipe' });
+        } catch (err) {
+          if (i === 100) throw err;
+          await sleep(10);
+        }
+      }
+    };
+    try {
+      const row = await underLoad({
+        name: 'remounted read-only, file store',
+        env: { TSN_FAULT_STORE: 'file', TSN_FAULT_DIR: path.join(mount, 'session') },
+        inject: () => remount('ro'),
+        heal: () => remount('rw'),
+      });
+      assertSurvived(row);
+    } finally {
+      execFileSync('umount', [mount]);
+      fs.rmSync(mount, { recursive: true, force: true });
+    }
+  });
 });
