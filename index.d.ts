@@ -261,7 +261,7 @@ export interface RedisStoreOptions {
   prefix?: string;
   /** 'thinkjs3' (think-session-redis's records, the default), 'thinkjs2', or 'hash' (a Redis hash per session, a field per key; not the peers' format). */
   format?: 'thinkjs3' | 'thinkjs2' | 'hash';
-  /** Replicas that must confirm each write (Redis WAIT) before it resolves, so an acknowledged write survives a failover; one server or Sentinel. Default 0. */
+  /** Replicas that must confirm each write (Redis WAIT) before it resolves, so an acknowledged write survives a failover; one server over redis:// (refused over TLS, with sentinels or cluster). Default 0. */
   replicas?: number;
   /** Milliseconds a connection attempt may take. Default 3000. */
   connectTimeout?: number;

@@ -125,6 +125,12 @@ unsafe impl Send for Driver {}
 unsafe impl Sync for Driver {}
 
 static DRIVER: OnceLock<Option<Driver>> = OnceLock::new();
+/// Set when Node tears the environment down: from then on no callback touches it.
+static TORN_DOWN: AtomicBool = AtomicBool::new(false);
+
+unsafe extern "C" fn on_env_cleanup(_arg: *mut c_void) {
+    TORN_DOWN.store(true, Ordering::SeqCst);
+}
 
 /// Sets the loop up on the first call and installs it for the stores; false when this
 /// Node offers no libuv to use (the stores then keep the I/O runtime).
@@ -141,7 +147,11 @@ pub fn install(env: &Env) -> bool {
     driver.is_some()
 }
 
+/// The loop's driver while its environment lives.
 fn driver() -> Option<&'static Driver> {
+    if TORN_DOWN.load(Ordering::SeqCst) {
+        return None;
+    }
     DRIVER.get().and_then(Option::as_ref)
 }
 
@@ -186,6 +196,7 @@ impl Driver {
             if sys::napi_async_init(env, resource, name, &mut context) != sys::Status::napi_ok {
                 return None;
             }
+            sys::napi_add_env_cleanup_hook(env, Some(on_env_cleanup), ptr::null_mut());
             let (probe, poll_layout) = new_handle(&uv, UV_POLL);
             dealloc(probe.cast(), poll_layout);
             Some(Driver {
@@ -202,17 +213,15 @@ impl Driver {
 
     /// Polls the calls woken since the last run until none is, settling those that
     /// finish.
-    fn run_ready(&self) {
+    fn run_ready(&self, first: Vec<Arc<Call>>) {
         let _runtime = runtime().map(|r| r.enter());
-        loop {
-            let woken = std::mem::take(&mut *lock(&READY));
-            if woken.is_empty() {
-                break;
-            }
-            for call in woken {
+        let mut woken = first;
+        while !woken.is_empty() {
+            for call in std::mem::take(&mut woken) {
                 call.queued.store(false, Ordering::Release);
                 self.poll(&call);
             }
+            woken = std::mem::take(&mut *lock(&READY));
         }
     }
 
@@ -312,8 +321,11 @@ fn running<R>(driver: &Driver, in_call: bool, f: impl FnOnce() -> R) -> R {
         return f(); // the outer run polls what this wakes
     }
     let result = f();
-    if in_call || lock(&READY).is_empty() {
-        driver.run_ready();
+    // Taken before deciding on scopes: a call woken from another thread meanwhile is
+    // polled by the next run, never here without a scope.
+    let woken = std::mem::take(&mut *lock(&READY));
+    if in_call || woken.is_empty() {
+        driver.run_ready(woken);
         RUNNING.with(|r| r.set(false));
         return result;
     }
@@ -325,7 +337,7 @@ fn running<R>(driver: &Driver, in_call: bool, f: impl FnOnce() -> R) -> R {
         sys::napi_create_object(env, &mut resource);
         sys::napi_open_callback_scope(env, resource, driver.context, &mut callback_scope);
     }
-    driver.run_ready();
+    driver.run_ready(woken);
     RUNNING.with(|r| r.set(false));
     unsafe {
         sys::napi_close_callback_scope(env, callback_scope);

@@ -139,12 +139,13 @@ impl RedisStore {
         self.run(async |conn| pipe.query_async::<()>(conn).await)
             .await
             .map_err(|e| self.wrong_type(e, &key))?;
+        let written_on = self.generation();
         let seen = Seen {
             ttl_ends_ms: record.expires_at_ms,
             text: Some(record.data),
         };
         self.last_seen().put(id, seen);
-        self.confirm().await
+        self.confirm(written_on).await
     }
 
     /// Moves the expiry of a live session; creates nothing.
@@ -158,7 +159,7 @@ impl RedisStore {
         if self.load_hash(id, now_ms).await?.is_none() {
             return Ok(false);
         }
-        self.last_seen().forget(id);
+        let cached = self.last_seen().forget(id);
         let moved: i64 = self
             .run(async |conn| {
                 TOUCH
@@ -172,7 +173,12 @@ impl RedisStore {
             })
             .await
             .map_err(|e| self.wrong_type(e, &key))?;
-        self.confirm().await?;
+        let written_on = self.generation();
+        if let (1, Some(mut seen)) = (moved, cached) {
+            seen.ttl_ends_ms = now_ms.saturating_add(max_age_ms);
+            self.last_seen().put(id, seen);
+        }
+        self.confirm(written_on).await?;
         Ok(moved == 1)
     }
 
@@ -181,14 +187,15 @@ impl RedisStore {
         if !err.to_string().contains("WRONGTYPE") {
             return err;
         }
-        let (holds, wants) = if self.is_hash() {
-            ("a string", "a hash")
+        // A hash write's PEXPIRE runs although its HSET failed (MULTI does not roll back).
+        let (holds, wants, kept) = if self.is_hash() {
+            ("a string", "a hash", "its value was not changed")
         } else {
-            ("a hash", "a string")
+            ("a hash", "a string", "nothing was changed")
         };
         self.failure(format!(
             "{key} holds {holds}, where format {:?} keeps {wants}: it was written in another format; \
-             nothing was changed (set `format` to the one the sessions are in, or move them with the migrate tool)",
+             {kept} (set `format` to the one the sessions are in, or move them with the migrate tool)",
             self.format_name()
         ))
     }

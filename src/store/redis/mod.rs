@@ -347,12 +347,14 @@ impl RedisStore {
                 if let Some(connection) = on_loop(&info, options.connect_timeout)? {
                     return Ok(RedisStore::with(connection, address, options));
                 }
+                refuse_replicas(&options)?;
                 let client = redis::Client::open(info).map_err(option_error("url"))?;
                 let manager = ConnectionManager::new_lazy_with_config(client, config)
                     .map_err(option_error("url"))?;
                 (Connection::Server(manager), address)
             }
             Target::Cluster(nodes) => {
+                refuse_replicas(&options)?;
                 let infos = nodes
                     .iter()
                     .map(|url| connection_info(url, &options))
@@ -367,6 +369,7 @@ impl RedisStore {
                 (Connection::Cluster(client, OnceCell::new()), address)
             }
             Target::Sentinel { sentinels, master } => {
+                refuse_replicas(&options)?;
                 let infos = sentinels
                     .iter()
                     .map(|url| url.as_str().into_connection_info())
@@ -430,9 +433,19 @@ impl RedisStore {
         }
     }
 
+    /// Which connection of the event loop's a call went on (a count of connects), so a
+    /// confirmation can tell it was asked on the same one.
+    fn generation(&self) -> Option<u64> {
+        match &self.connection {
+            Connection::Loop(connection) => Some(connection.generation()),
+            _ => None,
+        }
+    }
+
     /// With `replicas`, waits until that many replicas have the writes made so far on this
-    /// connection (`WAIT`), so an acknowledged write survives a failover.
-    async fn confirm(&self) -> Result<()> {
+    /// connection (`WAIT`), so an acknowledged write survives a failover. `written_on`: the
+    /// connection the write went on; WAIT on another one would confirm nothing.
+    async fn confirm(&self, written_on: Option<u64>) -> Result<()> {
         if self.replicas == 0 {
             return Ok(());
         }
@@ -448,6 +461,11 @@ impl RedisStore {
                     .await
             })
             .await?;
+        if self.generation() != written_on {
+            return Err(self.failure(
+                "the connection to Redis was replaced between the write and its confirmation: whether the replicas have it is unknown",
+            ));
+        }
         if confirmed >= replicas {
             return Ok(());
         }
@@ -633,11 +651,12 @@ impl RedisStore {
                     .run(async |conn| invocation.invoke_async(conn).await)
                     .await
                     .map_err(|e| self.wrong_type(e, &key))?;
+                let written_on = self.generation();
                 seen = match answer {
                     Value::Int(1) => {
                         let written = Seen::new(Some(text), record.max_age_ms, now_ms);
                         self.last_seen().put(id, written);
-                        self.confirm().await?;
+                        self.confirm(written_on).await?;
                         return Ok(true);
                     }
                     Value::Array(reply) => {
@@ -680,6 +699,18 @@ impl RedisStore {
         })?;
         Ok(record.is_live(now_ms).then_some(record))
     }
+}
+
+/// `replicas` needs the event loop's connection, which can tell that a write and its
+/// WAIT went on one connection (the `redis` crate's reconnect silently).
+fn refuse_replicas(options: &RedisOptions) -> Result<()> {
+    if options.replicas == 0 {
+        return Ok(());
+    }
+    Err(Error::InvalidOption {
+        name: "replicas",
+        reason: "works on one server over redis:// for now (not over TLS, behind Sentinels or in a Cluster), where a write and its WAIT are known to share a connection".into(),
+    })
 }
 
 /// The connection on the caller's event loop, where there is one and the server is
@@ -815,7 +846,8 @@ impl SessionStore for RedisStore {
         self.last_seen().forget(id);
         self.run(async |conn| Cmd::del(&key).query_async::<()>(conn).await)
             .await?;
-        self.confirm().await
+        let written_on = self.generation();
+        self.confirm(written_on).await
     }
 
     /// On one server (or behind Sentinels) one script moves the key. In a cluster the two
@@ -832,7 +864,8 @@ impl SessionStore for RedisStore {
             let moved: i64 = self
                 .run(async |conn| RENAME.key(&source).key(&target).invoke_async(conn).await)
                 .await?;
-            self.confirm().await?;
+            let written_on = self.generation();
+            self.confirm(written_on).await?;
             return Ok(moved == 1);
         }
         for _ in 0..RENAME_ATTEMPTS {
@@ -849,9 +882,12 @@ impl SessionStore for RedisStore {
                 return Ok(false);
             };
             let mut copy = Cmd::new();
+            // 0 means no expiry to RESTORE: only for a key that had none (PTTL -1); a key
+            // in its last millisecond keeps 1.
+            let restore_ttl = if ttl < 0 { 0 } else { ttl.max(1) };
             copy.arg("RESTORE")
                 .arg(&target)
-                .arg(ttl.max(0))
+                .arg(restore_ttl)
                 .arg(&dump)
                 .arg("REPLACE");
             self.run(async |conn| copy.query_async::<()>(conn).await)

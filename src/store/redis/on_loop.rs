@@ -47,6 +47,8 @@ struct State {
     connecting: bool,
     /// A flush is deferred to the end of the loop's round already.
     flush_due: bool,
+    /// Connections made so far: which one a command went on.
+    connects: u64,
     /// Written to the socket once it takes them.
     unsent: Vec<u8>,
     /// Read and not yet parsed.
@@ -91,6 +93,12 @@ impl LoopConnection {
             }),
             db,
         })
+    }
+
+    /// How many connections were made so far; a command sent between two reads of it that
+    /// agree went on the connection of both.
+    pub fn generation(&self) -> u64 {
+        self.link.state().connects
     }
 
     /// Writes `packed` and waits for its `skip + take` replies.
@@ -200,6 +208,7 @@ impl Link {
         match self.reactor.watch(stream.as_raw_fd(), events) {
             Ok(watch) => {
                 state.socket = Some((stream, watch));
+                state.connects += 1;
                 self.flush(&mut state);
             }
             Err(err) => self.reset(&mut state, &err.to_string()),
