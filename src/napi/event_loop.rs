@@ -13,7 +13,6 @@ use std::cell::Cell;
 use std::ffi::{c_int, c_void, CStr};
 use std::future::Future;
 use std::os::fd::RawFd;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -25,10 +24,10 @@ use futures_util::FutureExt;
 use napi::bindgen_prelude::ToNapiValue;
 use napi::{sys, Env};
 
-use super::promise::{js_error, JsPromise};
+use super::promise::{new_promise, settlement, Deferred, JsPromise, Settle};
 use super::runtime::runtime;
 use super::Result;
-use crate::error::{Error, ErrorCode};
+use crate::error::Error;
 use crate::store::reactor::{self, DeferredWork, Reactor, SocketEvents, Watch};
 
 type Handle = c_void;
@@ -88,14 +87,21 @@ impl Uv {
 }
 
 /// A zeroed libuv handle of `kind`; its first field is libuv's `void *data`.
-fn new_handle(uv: &Uv, kind: c_int) -> (*mut Handle, Layout) {
+fn handle_layout(uv: &Uv, kind: c_int) -> Layout {
     let size = unsafe { (uv.handle_size)(kind) };
-    let layout = Layout::from_size_align(size.max(64), 16).expect("a handle's layout");
+    Layout::from_size_align(size.max(64), 16).expect("a handle's layout")
+}
+
+fn alloc_handle(layout: Layout) -> *mut Handle {
     let handle = unsafe { alloc_zeroed(layout) }.cast::<Handle>();
     if handle.is_null() {
         std::alloc::handle_alloc_error(layout);
     }
-    (handle, layout)
+    handle
+}
+
+fn new_handle(uv: &Uv, kind: c_int) -> *mut Handle {
+    alloc_handle(handle_layout(uv, kind))
 }
 
 unsafe fn set_data(handle: *mut Handle, data: *mut c_void) {
@@ -164,15 +170,15 @@ impl Driver {
             if sys::napi_get_uv_event_loop(env, &mut event_loop) != sys::Status::napi_ok {
                 return None;
             }
-            let (wake, _) = new_handle(&uv, UV_ASYNC);
+            let wake = new_handle(&uv, UV_ASYNC);
             if (uv.async_init)(event_loop.cast(), wake, on_wake) != 0 {
                 return None;
             }
             (uv.unref_handle)(wake);
             // Deferred work runs after each round of I/O callbacks (check) and before the
             // loop waits (prepare), so none waits for the next round.
-            let (check, _) = new_handle(&uv, UV_CHECK);
-            let (prepare, _) = new_handle(&uv, UV_PREPARE);
+            let check = new_handle(&uv, UV_CHECK);
+            let prepare = new_handle(&uv, UV_PREPARE);
             if (uv.check_init)(event_loop.cast(), check) != 0
                 || (uv.check_start)(check, on_turn) != 0
                 || (uv.prepare_init)(event_loop.cast(), prepare) != 0
@@ -197,8 +203,7 @@ impl Driver {
                 return None;
             }
             sys::napi_add_env_cleanup_hook(env, Some(on_env_cleanup), ptr::null_mut());
-            let (probe, poll_layout) = new_handle(&uv, UV_POLL);
-            dealloc(probe.cast(), poll_layout);
+            let poll_layout = handle_layout(&uv, UV_POLL);
             Some(Driver {
                 uv,
                 env,
@@ -238,15 +243,7 @@ impl Driver {
         *future = None;
         drop(future);
         if let (Some(deferred), Some(settle)) = (call.deferred, settled) {
-            unsafe {
-                match settle(self.env) {
-                    Ok(value) => sys::napi_resolve_deferred(self.env, deferred.0, value),
-                    Err((code, message)) => {
-                        let error = js_error(self.env, code, &message);
-                        sys::napi_reject_deferred(self.env, deferred.0, error)
-                    }
-                };
-            }
+            unsafe { deferred.settle(self.env, settle) };
         }
         if UNSETTLED.fetch_sub(1, Ordering::AcqRel) == 1 {
             unsafe { (self.uv.unref_handle)(self.wake) };
@@ -266,9 +263,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-type Settle = Box<
-    dyn FnOnce(sys::napi_env) -> std::result::Result<sys::napi_value, (ErrorCode, String)> + Send,
->;
 type Running = Pin<Box<dyn Future<Output = Option<Settle>> + Send>>;
 
 /// One call (or the store's own work, with no promise) polled on the JavaScript thread.
@@ -278,11 +272,6 @@ struct Call {
     /// In [`READY`] already.
     queued: AtomicBool,
 }
-
-#[derive(Clone, Copy)]
-struct Deferred(sys::napi_deferred);
-unsafe impl Send for Deferred {}
-unsafe impl Sync for Deferred {}
 
 /// Calls woken and waiting to be polled.
 static READY: Mutex<Vec<Arc<Call>>> = Mutex::new(Vec::new());
@@ -376,34 +365,14 @@ where
     let driver = driver()
         .filter(|d| d.env == env.raw())
         .ok_or_else(|| Error::store("runtime", "the event loop is not set up on this thread"))?;
-    let mut deferred = ptr::null_mut();
-    let mut promise = ptr::null_mut();
-    let status = unsafe { sys::napi_create_promise(env.raw(), &mut deferred, &mut promise) };
-    if status != sys::Status::napi_ok {
-        return Err(
-            Error::store("runtime", format!("napi call failed with status {status}")).into(),
-        );
-    }
-    let running_call: Running = Box::pin(async move {
-        // A panic in a call rejects that call and nothing else.
-        let result = AssertUnwindSafe(work)
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|_| Err(Error::store("runtime", "the call panicked")));
-        let settle: Settle = Box::new(move |env| match result {
-            Ok(value) => unsafe { T::to_napi_value(env, value) }
-                .map_err(|e| (ErrorCode::Store, e.reason.clone())),
-            Err(err) => Err((err.code(), err.message())),
-        });
-        Some(settle)
-    });
+    let (deferred, promise) = new_promise(env)?;
     let call = Arc::new(Call {
-        future: Mutex::new(Some(running_call)),
-        deferred: Some(Deferred(deferred)),
+        future: Mutex::new(Some(Box::pin(settlement(work).map(Some)))),
+        deferred: Some(deferred),
         queued: AtomicBool::new(false),
     });
     running(driver, true, || driver.start(call));
-    Ok(JsPromise::from_raw(promise))
+    Ok(promise)
 }
 
 /// Runs a store's own work (a connect) on the JavaScript thread, answering no one.
@@ -419,10 +388,7 @@ fn spawn_detached(driver: &Driver, work: impl Future<Output = ()> + Send + 'stat
 impl Reactor for Driver {
     fn watch(&self, fd: RawFd, events: Arc<dyn SocketEvents>) -> crate::Result<Box<dyn Watch>> {
         let layout = self.poll_layout;
-        let handle = unsafe { alloc_zeroed(layout) }.cast::<Handle>();
-        if handle.is_null() {
-            std::alloc::handle_alloc_error(layout);
-        }
+        let handle = alloc_handle(layout);
         let started = unsafe {
             let status = (self.uv.poll_init)(self.event_loop, handle, fd);
             if status == 0 {

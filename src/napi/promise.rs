@@ -68,12 +68,6 @@ impl<T: ToNapiValue + TypeName + Send + 'static> Task for Blocking<T> {
 /// A promise made by [`spawn`], handed to JavaScript as it is.
 pub struct JsPromise(sys::napi_value);
 
-impl JsPromise {
-    pub(super) fn from_raw(promise: sys::napi_value) -> JsPromise {
-        JsPromise(promise)
-    }
-}
-
 impl ToNapiValue for JsPromise {
     unsafe fn to_napi_value(_env: sys::napi_env, value: Self) -> napi::Result<sys::napi_value> {
         Ok(value.0)
@@ -89,34 +83,46 @@ where
 {
     runtime()?;
     let bridge = Bridge::get(env)?;
+    let (deferred, promise) = new_promise(env)?;
+    bridge.started(env);
+    let tsfn = bridge.tsfn;
+    submit(Box::pin(async move {
+        let settle = settlement(work).await;
+        tsfn.send(Completion { deferred, settle });
+    }));
+    Ok(promise)
+}
+
+/// Turns a finished call into its promise's value or rejection, on the JavaScript thread.
+pub(super) type Settle = Box<
+    dyn FnOnce(sys::napi_env) -> std::result::Result<sys::napi_value, (ErrorCode, String)> + Send,
+>;
+
+/// Runs `work` and says how to settle its promise; a panic in a call rejects that call
+/// and nothing else.
+pub(super) async fn settlement<T, F>(work: F) -> Settle
+where
+    T: ToNapiValue + Send + 'static,
+    F: Future<Output = crate::Result<T>> + Send,
+{
+    let result = AssertUnwindSafe(work)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Err(Error::store("runtime", "the call panicked")));
+    Box::new(move |env| match result {
+        Ok(value) => unsafe { T::to_napi_value(env, value) }
+            .map_err(|e| (ErrorCode::Store, e.reason.clone())),
+        Err(err) => Err((err.code(), err.message())),
+    })
+}
+
+/// A promise for JavaScript and the handle that settles it.
+pub(super) fn new_promise(env: &Env) -> Result<(Deferred, JsPromise)> {
     let mut deferred = ptr::null_mut();
     let mut promise = ptr::null_mut();
     check(unsafe { sys::napi_create_promise(env.raw(), &mut deferred, &mut promise) })?;
-    bridge.started(env);
-    let deferred = Deferred(deferred);
-    let tsfn = bridge.tsfn;
-    submit(Box::pin(async move {
-        // A panic in a call rejects that call and nothing else.
-        let result = AssertUnwindSafe(work)
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|_| Err(Error::store("runtime", "the call panicked")));
-        let completion = Completion {
-            deferred,
-            settle: Box::new(move |env| match result {
-                Ok(value) => unsafe { T::to_napi_value(env, value) }
-                    .map_err(|e| (ErrorCode::Store, e.reason.clone())),
-                Err(err) => Err((err.code(), err.message())),
-            }),
-        };
-        tsfn.send(completion);
-    }));
-    Ok(JsPromise(promise))
+    Ok((Deferred(deferred), JsPromise(promise)))
 }
-
-type Settle = Box<
-    dyn FnOnce(sys::napi_env) -> std::result::Result<sys::napi_value, (ErrorCode, String)> + Send,
->;
 
 struct Completion {
     deferred: Deferred,
@@ -125,8 +131,24 @@ struct Completion {
 
 /// Raw napi handles are plain pointers; each is only ever used on the JavaScript thread.
 #[derive(Clone, Copy)]
-struct Deferred(sys::napi_deferred);
+pub(super) struct Deferred(sys::napi_deferred);
 unsafe impl Send for Deferred {}
+unsafe impl Sync for Deferred {}
+
+impl Deferred {
+    /// Resolves or rejects the promise; on the JavaScript thread, inside a handle scope.
+    pub(super) unsafe fn settle(self, env: sys::napi_env, settle: Settle) {
+        unsafe {
+            match settle(env) {
+                Ok(value) => sys::napi_resolve_deferred(env, self.0, value),
+                Err((code, message)) => {
+                    let error = js_error(env, code, &message);
+                    sys::napi_reject_deferred(env, self.0, error)
+                }
+            };
+        }
+    }
+}
 
 #[derive(Clone, Copy)]
 struct Tsfn(sys::napi_threadsafe_function);
@@ -274,23 +296,11 @@ unsafe extern "C" fn settle(
         if let Some(Ok(bridge)) = BRIDGE.get() {
             bridge.finished(env);
         }
-        unsafe {
-            match settle(env) {
-                Ok(value) => sys::napi_resolve_deferred(env, deferred.0, value),
-                Err((code, message)) => {
-                    let error = js_error(env, code, &message);
-                    sys::napi_reject_deferred(env, deferred.0, error)
-                }
-            };
-        }
+        unsafe { deferred.settle(env, settle) };
     }
 }
 
-pub(super) unsafe fn js_error(
-    env: sys::napi_env,
-    code: ErrorCode,
-    message: &str,
-) -> sys::napi_value {
+unsafe fn js_error(env: sys::napi_env, code: ErrorCode, message: &str) -> sys::napi_value {
     let mut code_value = ptr::null_mut();
     let mut message_value = ptr::null_mut();
     let mut error = ptr::null_mut();

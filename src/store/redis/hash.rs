@@ -156,7 +156,13 @@ impl RedisStore {
         now_ms: i64,
     ) -> Result<bool> {
         let key = self.key(id);
-        if self.load_hash(id, now_ms).await?.is_none() {
+        // A refresh follows the request's own read: the session as read then decides, and
+        // the script moves nothing Redis has dropped since. Otherwise it is read first.
+        let seen_live = self
+            .last_seen()
+            .get(id)
+            .is_some_and(|seen| seen.text.is_some() && seen.ttl_ends_ms > now_ms);
+        if !seen_live && self.load_hash(id, now_ms).await?.is_none() {
             return Ok(false);
         }
         let cached = self.last_seen().forget(id);

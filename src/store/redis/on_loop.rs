@@ -161,16 +161,7 @@ impl Link {
     /// Starts connecting on the I/O runtime; the connection's AUTH and SELECT go first.
     fn connect(self: &Arc<Self>, state: &mut State) {
         state.connecting = true;
-        state.unsent = self.hello.clone();
-        state.waiting.clear();
-        if self.hello_replies > 0 {
-            state.waiting.push_back(Waiting {
-                replies: self.hello_replies,
-                skip: 0,
-                values: Vec::new(),
-                answer: None,
-            });
-        }
+        self.hello_first(state);
         let (address, timeout) = (self.address.clone(), self.connect_timeout);
         let connecting = self.runtime.spawn(async move {
             let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address))
@@ -297,6 +288,20 @@ impl Link {
         }
     }
 
+    /// Puts AUTH and SELECT first in line on a connection to be made (nothing is queued).
+    fn hello_first(&self, state: &mut State) {
+        state.unsent = self.hello.clone();
+        state.waiting.clear();
+        if self.hello_replies > 0 {
+            state.waiting.push_back(Waiting {
+                replies: self.hello_replies,
+                skip: 0,
+                values: Vec::new(),
+                answer: None,
+            });
+        }
+    }
+
     /// Drops the connection, failing every call waiting on it; a connect under way goes
     /// on for the calls made after.
     fn reset(&self, state: &mut State, cause: &str) {
@@ -305,16 +310,7 @@ impl Link {
         state.unsent.clear();
         state.unparsed.clear();
         if state.connecting {
-            // The connect under way sends AUTH and SELECT first still.
-            state.unsent = self.hello.clone();
-            if self.hello_replies > 0 {
-                state.waiting.push_back(Waiting {
-                    replies: self.hello_replies,
-                    skip: 0,
-                    values: Vec::new(),
-                    answer: None,
-                });
-            }
+            self.hello_first(state); // the connect under way sends them first still
         }
         for call in waiting {
             if let Some(answer) = call.answer {
