@@ -73,6 +73,21 @@ describe('RedisSession on one server', () => {
     assert.equal(Object.keys(data).length, 50);
   });
 
+  it('writers on three connections to one session, racing, each keep their key', async () => {
+    // Distinct options make distinct stores, each writing on a connection of its own: their
+    // transactions collide (EXEC aborts) and are made again, none overwriting another.
+    const cookie = generateId();
+    const stores = [1000, 2000, 3000].map((commandTimeout) => options({ cookie, commandTimeout }));
+    const before = server.cli('info', 'commandstats');
+    await Promise.all(Array.from({ length: 300 }, (_, i) => new RedisSession(stores[i % 3]).set(`k${i}`, i)));
+    const data = await new RedisSession(stores[0]).get();
+    assert.equal(Object.keys(data).length, 300);
+    assert.deepEqual(data.k299, 299);
+    // No script ran for these writes: WATCH, GET, MULTI, SET, EXEC.
+    const evals = (stats) => Number((/cmdstat_evalsha:calls=(\d+)/.exec(stats) || [0, 0])[1]);
+    assert.equal(evals(server.cli('info', 'commandstats')), evals(before));
+  });
+
   it('writes the record as think-session-redis does: key = id, PX maxAge', async () => {
     const opts = options({ maxAge: 60000 });
     const before = Date.now();

@@ -1,11 +1,11 @@
 //! Redis store: one key per session in think-session-redis's format (or ThinkJS 2's), one
 //! shared client per configuration that reconnects by itself, from a single server to a
 //! cluster or a Sentinel-watched master. A write merges the request's changes in Rust into
-//! the record as this process last saw it and writes it back by compare-and-set (a short
-//! script: GET, compare, SET), so concurrent requests on one session never overwrite each
-//! other's keys (G2) and Redis does no more work for a write than a GET and a SET.
+//! the record as Redis holds it, so concurrent requests on one session never overwrite
+//! each other's keys (G2): on Node's loop by WATCH/MULTI/EXEC (`commit`), elsewhere by a
+//! compare-and-set script against the record as this process last saw it.
 
-use std::sync::{LazyLock, Mutex as SyncMutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex as SyncMutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,8 +24,10 @@ use crate::id::SessionId;
 use crate::session::{check_max_bytes, Patch, Record};
 use crate::store::{load_refreshing, options, reactor, Format, Loaded, Runs, SessionStore};
 
+mod commit;
 mod hash;
 mod on_loop;
+use commit::{Change, Committer, Failure};
 use on_loop::LoopConnection;
 
 /// How sessions are kept in Redis.
@@ -306,6 +308,9 @@ pub struct RedisStore {
     max_bytes: usize,
     replicas: usize,
     last_seen: SyncMutex<LastSeen>,
+    /// Writes of the string formats on the event loop (see `commit`); without it they go
+    /// by a compare-and-set script.
+    committer: Option<Arc<Committer>>,
 }
 
 enum Connection {
@@ -344,8 +349,11 @@ impl RedisStore {
             Target::Server(url) => {
                 let info = connection_info(url, &options).map_err(option_error("url"))?;
                 let address = info.addr().to_string();
-                if let Some(connection) = on_loop(&info, options.connect_timeout)? {
-                    return Ok(RedisStore::with(connection, address, options));
+                if let Some((connection, committer)) = on_loop(&info, &options)? {
+                    let mut store =
+                        RedisStore::with(Connection::Loop(connection), address, options);
+                    store.committer = committer;
+                    return Ok(store);
                 }
                 refuse_replicas(&options)?;
                 let client = redis::Client::open(info).map_err(option_error("url"))?;
@@ -405,6 +413,7 @@ impl RedisStore {
                 entries: lru::LruCache::unbounded(),
                 bytes: 0,
             }),
+            committer: None,
         }
     }
 
@@ -469,6 +478,12 @@ impl RedisStore {
         if confirmed >= replicas {
             return Ok(());
         }
+        Err(self.unconfirmed(confirmed, wait_ms).await)
+    }
+
+    /// The error of a write fewer replicas than `replicas` confirmed within `wait_ms`.
+    async fn unconfirmed(&self, confirmed: usize, wait_ms: u64) -> Error {
+        let replicas = self.replicas;
         let info: String = self
             .run(async |conn| {
                 redis::cmd("INFO")
@@ -476,14 +491,27 @@ impl RedisStore {
                     .query_async(conn)
                     .await
             })
-            .await?;
+            .await
+            .unwrap_or_default();
         let present = info
             .lines()
             .find_map(|line| line.strip_prefix("connected_slaves:"))
             .unwrap_or("?");
-        Err(self.failure(format!(
+        self.failure(format!(
             "the write is on the master, but {confirmed} of the {replicas} replicas `replicas` asks for confirmed it within {wait_ms} ms (the master has {present} connected replicas)"
-        )))
+        ))
+    }
+
+    /// The error of a write the committer could not make.
+    async fn failed(&self, failure: Failure, key: &str) -> Error {
+        match failure {
+            Failure::Redis(err) => self.wrong_type(self.failure(err), key),
+            Failure::Change(err) => err,
+            Failure::TimedOut => self.timed_out().await,
+            Failure::Unconfirmed { confirmed, wait_ms } => {
+                self.unconfirmed(confirmed, wait_ms).await
+            }
+        }
     }
 
     fn key(&self, id: &SessionId) -> String {
@@ -588,18 +616,7 @@ impl RedisStore {
     fn live(&self, seen: &Seen, now_ms: i64) -> Option<Record> {
         let text = seen.text.as_deref()?;
         let ttl_ms = seen.ttl_ends_ms.saturating_sub(now_ms);
-        self.decode(text, ttl_ms, now_ms).unwrap_or(None)
-    }
-
-    /// The key's text for a record, in the store's format.
-    fn encode(&self, record: &Record) -> String {
-        match self.format() {
-            Format::ThinkJs3 => format!(
-                "{{\"data\":{},\"maxAge\":{},\"expires\":{}}}",
-                record.data, record.max_age_ms, record.expires_at_ms
-            ),
-            Format::ThinkJs2 => record.data.clone(),
-        }
+        live_record(self.format(), text, ttl_ms, now_ms)
     }
 
     /// Writes what `change` makes of the live record (none: nothing to write) by
@@ -612,9 +629,25 @@ impl RedisStore {
         id: &SessionId,
         now_ms: i64,
         guess_new: bool,
-        change: impl Fn(Option<&Record>) -> Result<Option<Record>>,
+        change: impl Fn(Option<&Record>) -> Result<Option<Record>> + Send + Sync + 'static,
     ) -> Result<bool> {
         let key = self.key(id);
+        if let Some(committer) = &self.committer {
+            let format = self.format();
+            let change: Change = Box::new(move |text, pttl_ms| {
+                let current = text.and_then(|text| live_record(format, text, pttl_ms, now_ms));
+                Ok(change(current.as_ref())?.map(|record| {
+                    let max_age_ms = record.max_age_ms;
+                    (encode(format, &record), max_age_ms)
+                }))
+            });
+            let written = committer.write(key.clone(), change);
+            return match tokio::time::timeout(self.command_timeout, written).await {
+                Ok(Ok(written)) => Ok(written),
+                Ok(Err(failure)) => Err(self.failed(failure, &key).await),
+                Err(_) => Err(self.timed_out().await),
+            };
+        }
         let work = async {
             let cached = self.last_seen().get(id);
             // Whether `seen` is Redis's own answer, rather than a guess.
@@ -640,7 +673,7 @@ impl RedisStore {
                     self.last_seen().put(id, seen);
                     return Ok(false);
                 };
-                let text = self.encode(&record);
+                let text = encode(self.format(), &record);
                 let mut invocation = COMPARE_AND_SET.key(&key);
                 invocation.arg(&text).arg(record.max_age_ms);
                 match &seen.text {
@@ -682,22 +715,48 @@ impl RedisStore {
     }
 
     fn decode(&self, text: &str, ttl_ms: i64, now_ms: i64) -> Result<Option<Record>> {
-        let record = match self.format() {
-            // Without a readable expiry a record has expired, to reads and writes alike.
-            Format::ThinkJs3 => Record::from_thinkjs3(text),
-            // The record is the data alone and lives by its TTL (none: not read); with only
-            // the time left to go by, a read never refreshes it.
-            Format::ThinkJs2 if ttl_ms <= 0 => return Ok(None),
-            Format::ThinkJs2 => text.trim_start().starts_with('{').then(|| Record {
+        let record = decode(self.format(), text, ttl_ms, now_ms).ok_or_else(|| {
+            self.failure("unreadable session: not a session record with a JSON object as data")
+        })?;
+        Ok(record.filter(|record| record.is_live(now_ms)))
+    }
+}
+
+/// The record a key's text holds in `format`, live or not; none when the text is not one
+/// (`Some(None)`: a ThinkJS 2 record whose TTL is gone). `ttl_ms`: the key's PTTL.
+fn decode(format: Format, text: &str, ttl_ms: i64, now_ms: i64) -> Option<Option<Record>> {
+    match format {
+        // Without a readable expiry a record has expired, to reads and writes alike.
+        Format::ThinkJs3 => Record::from_thinkjs3(text).map(Some),
+        // The record is the data alone and lives by its TTL (none: not read); with only
+        // the time left to go by, a read never refreshes it.
+        Format::ThinkJs2 if ttl_ms <= 0 => Some(None),
+        Format::ThinkJs2 => text.trim_start().starts_with('{').then(|| {
+            Some(Record {
                 data: text.trim().to_owned(),
                 expires_at_ms: now_ms + ttl_ms,
                 max_age_ms: ttl_ms,
-            }),
-        };
-        let record = record.ok_or_else(|| {
-            self.failure("unreadable session: not a session record with a JSON object as data")
-        })?;
-        Ok(record.is_live(now_ms).then_some(record))
+            })
+        }),
+    }
+}
+
+/// The live record in a key's text; an unreadable one counts as none, so a write replaces
+/// it.
+fn live_record(format: Format, text: &str, ttl_ms: i64, now_ms: i64) -> Option<Record> {
+    decode(format, text, ttl_ms, now_ms)
+        .flatten()
+        .filter(|record| record.is_live(now_ms))
+}
+
+/// The key's text for a record, in `format`.
+fn encode(format: Format, record: &Record) -> String {
+    match format {
+        Format::ThinkJs3 => format!(
+            "{{\"data\":{},\"maxAge\":{},\"expires\":{}}}",
+            record.data, record.max_age_ms, record.expires_at_ms
+        ),
+        Format::ThinkJs2 => record.data.clone(),
     }
 }
 
@@ -715,7 +774,10 @@ fn refuse_replicas(options: &RedisOptions) -> Result<()> {
 
 /// The connection on the caller's event loop, where there is one and the server is
 /// plain TCP speaking RESP2 (TLS, Unix sockets and RESP3 keep the `redis` crate's).
-fn on_loop(info: &redis::ConnectionInfo, connect_timeout: Duration) -> Result<Option<Connection>> {
+fn on_loop(
+    info: &redis::ConnectionInfo,
+    options: &RedisOptions,
+) -> Result<Option<(LoopConnection, Option<Arc<Committer>>)>> {
     let Some(reactor) = reactor::current() else {
         return Ok(None);
     };
@@ -737,15 +799,27 @@ fn on_loop(info: &redis::ConnectionInfo, connect_timeout: Duration) -> Result<Op
     if settings.db() != 0 {
         hello.cmd("SELECT").arg(settings.db());
     }
-    let connection = LoopConnection::new(
-        reactor,
-        (host.clone(), *port),
-        hello.get_packed_pipeline(),
-        hello.len(),
-        settings.db(),
-        connect_timeout,
-    )?;
-    Ok(Some(Connection::Loop(connection)))
+    let connect = || {
+        LoopConnection::new(
+            reactor,
+            (host.clone(), *port),
+            hello.get_packed_pipeline(),
+            hello.len(),
+            settings.db(),
+            options.connect_timeout,
+        )
+    };
+    let committer = match options.layout {
+        Layout::Text(format) => Some(Committer::new(
+            connect()?,
+            reactor,
+            options.command_timeout,
+            options.replicas,
+            format == Format::ThinkJs2,
+        )),
+        Layout::Hash => None,
+    };
+    Ok(Some((connect()?, committer)))
 }
 
 /// A node's URL with the options' database and credentials, which win over the URL's.
@@ -807,7 +881,10 @@ impl SessionStore for RedisStore {
             Some(text) => self.decode(text, seen.ttl_ends_ms.saturating_sub(now_ms), now_ms),
             None => Ok(None),
         };
-        self.last_seen().put(id, seen);
+        // The committer reads what it writes over; the script needs a guess.
+        if self.committer.is_none() {
+            self.last_seen().put(id, seen);
+        }
         record
     }
 
@@ -817,7 +894,8 @@ impl SessionStore for RedisStore {
             return self.apply_hash(id, patch, now_ms).await;
         }
         let max_bytes = self.max_bytes;
-        self.write(id, now_ms, true, |current| {
+        let patch = patch.clone();
+        self.write(id, now_ms, true, move |current| {
             patch.apply_to(current, now_ms, max_bytes).map(Some)
         })
         .await
@@ -830,7 +908,7 @@ impl SessionStore for RedisStore {
         if self.is_hash() {
             return self.touch_hash(id, max_age_ms, now_ms).await;
         }
-        self.write(id, now_ms, false, |current| {
+        self.write(id, now_ms, false, move |current| {
             let Some(record) = current else {
                 return Ok(None);
             };

@@ -101,8 +101,22 @@ impl LoopConnection {
         self.link.state().connects
     }
 
-    /// Writes `packed` and waits for its `skip + take` replies.
+    /// True while the connection of `generation` is up: a command sent now goes on it.
+    pub fn is_on(&self, generation: u64) -> bool {
+        let state = self.link.state();
+        state.socket.is_some() && state.connects == generation
+    }
+
+    /// Writes `packed` and waits for its `skip + take` replies; the first error Redis
+    /// answered fails the call.
     async fn request(&self, packed: Vec<u8>, skip: usize, take: usize) -> RedisResult<Vec<Value>> {
+        let values = self.send(packed, skip, take).await?;
+        values.into_iter().map(Value::extract_error).collect()
+    }
+
+    /// Writes `packed` and waits for its `skip + take` replies, the last `take` as Redis
+    /// gave them (errors included). Written on the current connection, or the next one.
+    pub async fn send(&self, packed: Vec<u8>, skip: usize, take: usize) -> RedisResult<Vec<Value>> {
         if !self.link.reactor.is_current() {
             return Err(failure(
                 "a Redis store made on the JavaScript thread is used from another thread",
@@ -353,13 +367,7 @@ fn deliver(state: &mut State, value: Value) -> Result<(), String> {
         }
         return Ok(());
     };
-    let answered: RedisResult<Vec<Value>> = call
-        .values
-        .into_iter()
-        .skip(call.skip)
-        .map(Value::extract_error)
-        .collect();
-    let _ = answer.send(answered);
+    let _ = answer.send(Ok(call.values.into_iter().skip(call.skip).collect()));
     Ok(())
 }
 
@@ -382,7 +390,7 @@ impl SocketEvents for Events {
     }
 }
 
-fn failure(cause: &str) -> RedisError {
+pub(super) fn failure(cause: &str) -> RedisError {
     io::Error::new(io::ErrorKind::ConnectionReset, cause.to_owned()).into()
 }
 
