@@ -284,6 +284,104 @@ describe('RedisSession with replicas', () => {
   });
 });
 
+describe('RedisSession with a read cache', () => {
+  let server;
+  before(async () => {
+    server = await startServer();
+  });
+  after(() => server && server.close());
+  const isPromise = (value) => value !== null && typeof value === 'object' && typeof value.then === 'function';
+  // A read the cache answers: tracking starts on the first call, so a few tries at most.
+  async function cachedLoad(store, id) {
+    for (let i = 0; i < 50; i++) {
+      const answer = store.load(id, 0);
+      if (!isPromise(answer)) return answer;
+      await answer;
+      await sleep(10);
+    }
+    throw new Error('the cache never answered');
+  }
+  const record = (data) => JSON.stringify({ data, maxAge: 60000, expires: Date.now() + 60000 });
+
+  it('answers a read synchronously, and the next read sees a write, a delete or a flush by another client', async () => {
+    const store = new RedisStore({ port: server.port, cache: { maxEntries: 100 } });
+    const id = generateId();
+    await store.apply(id, 'n', '1', 60000);
+    assert.deepEqual(await cachedLoad(store, id), { data: '{"n":1}', refreshed: false });
+    await store.apply(id, 'm', '2', 60000);
+    const afterOwnWrite = store.load(id, 0);
+    assert.ok(!isPromise(afterOwnWrite), 'its own write stays cached');
+    assert.deepEqual(afterOwnWrite, { data: '{"n":1,"m":2}', refreshed: false });
+    server.cli('set', id, record({ n: 42 }), 'px', '60000');
+    assert.deepEqual(await store.load(id, 0), { data: '{"n":42}', refreshed: false });
+    assert.deepEqual(await cachedLoad(store, id), { data: '{"n":42}', refreshed: false });
+    server.cli('del', id);
+    assert.equal(await store.load(id, 0), null);
+    await store.apply(id, 'x', '1', 60000);
+    await cachedLoad(store, id);
+    server.cli('flushall');
+    assert.equal(await store.load(id, 0), null);
+  });
+
+  it('two caches (two processes) see each other at once; parallel writers through both keep every key', async () => {
+    const a = new RedisStore({ port: server.port, cache: {} });
+    const b = new RedisStore({ port: server.port, cache: {}, commandTimeout: 2999 });
+    const id = generateId();
+    await a.apply(id, 'user', '"ann"', 60000);
+    await cachedLoad(a, id);
+    await cachedLoad(b, id);
+    await b.apply(id, 'cart', '[1]', 60000);
+    assert.deepEqual(await a.load(id, 0), { data: '{"user":"ann","cart":[1]}', refreshed: false });
+    await Promise.all(Array.from({ length: 100 }, (_, i) => (i % 2 ? a : b).apply(id, `k${i}`, String(i), 60000)));
+    for (const store of [a, b]) assert.equal(Object.keys(JSON.parse((await store.load(id, 0)).data)).length, 102);
+    await cachedLoad(a, id);
+    await b.destroy(id);
+    assert.equal(await a.load(id, 0), null, 'a logout on one is seen by the other');
+  });
+
+  it('empties when its tracking connection drops, and is used again once tracking is back', async () => {
+    const store = new RedisStore({ port: server.port, cache: {}, commandTimeout: 2998 });
+    const id = generateId();
+    await store.apply(id, 'n', '1', 60000);
+    await cachedLoad(store, id);
+    server.cli('client', 'kill', 'type', 'pubsub');
+    server.cli('set', id, record({ n: 2 }), 'px', '60000');
+    assert.deepEqual(await store.load(id, 0), { data: '{"n":2}', refreshed: false });
+    assert.deepEqual(await cachedLoad(store, id), { data: '{"n":2}', refreshed: false });
+    server.cli('set', id, record({ n: 3 }), 'px', '60000');
+    assert.deepEqual(await store.load(id, 0), { data: '{"n":3}', refreshed: false });
+  });
+
+  it('a server that refuses tracking fails the read saying so; options it cannot work with are refused', async () => {
+    const user = `tsn-cache-${process.pid}`;
+    server.cli('acl', 'setuser', user, 'on', '>pw', '~*', '&*', '+@all', '-client|tracking');
+    const store = new RedisStore({ port: server.port, username: user, password: 'pw', cache: {} });
+    const id = generateId();
+    await store.apply(id, 'n', '1', 60000);
+    let refused;
+    for (let i = 0; i < 50 && !refused; i++) {
+      try {
+        await store.load(id, 0);
+        await sleep(10);
+      } catch (err) {
+        refused = err;
+      }
+    }
+    assert.ok(refused, 'a read fails once tracking is refused');
+    assert.equal(refused.code, 'ERR_SESSION_STORE');
+    assert.match(refused.message, /refused client-side caching.*remove `cache`/);
+    const refuse = (options, pattern) =>
+      assert.throws(() => new RedisStore({ port: server.port, ...options }), {
+        code: 'ERR_SESSION_OPTIONS',
+        message: pattern,
+      });
+    refuse({ cache: { maxEntries: 0 } }, /maxEntries/);
+    refuse({ cache: { entries: 5 } }, /entries/);
+    refuse({ cache: {}, format: 'hash' }, /cache.*'hash'/);
+    refuse({ cache: {}, cluster: [`redis://127.0.0.1:${server.port}`] }, /cache.*Cluster/);
+  });
+});
+
 describe('RedisSession on the event loop', () => {
   let server;
   before(async () => {

@@ -62,3 +62,18 @@ runScenarios({
 }`,
   afterForged: () => assertOnlySessionIds(keysOf(cluster.nodes), 'the cluster'),
 });
+
+// A read cache in each of two workers: a login on one is seen by a redirect served by the
+// other, a logout by every worker, parallel writes all kept (Redis invalidates each cache).
+runScenarios({
+  name: 'redis-cache-2-workers',
+  thinkjs: ['4.0.0'],
+  extends: ['think-session'],
+  workers: 2,
+  session: `{
+  type: 'redis',
+  common: { cookie: { name: 'thinkjs' } },
+  redis: { handle: require('think-session-native').RedisSession, port: Number(process.env.TSN_REDIS_PORT), cache: { maxEntries: 1000 }, maxAge: '1d' }
+}`,
+  afterForged: () => assertOnlySessionIds(keysOf([server]), 'Redis'),
+});

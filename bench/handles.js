@@ -84,6 +84,7 @@ const handles = {
   tsredis: { handle: ThinkSessionRedis, options: redis, settle: (handle) => handle.redis.redis.ping() },
   redis: { handle: RedisSession, options: redis },
   'redis-hash': { handle: RedisSession, options: { ...redis, format: 'hash' } },
+  'redis-cache': { handle: RedisSession, options: { ...redis, cache: { maxEntries: 100000 } } },
   tsmysql: {
     handle: ThinkSessionMysqlKept,
     options: { ...mysql, prefix: 'tsm_', connectionLimit: 10 },

@@ -51,6 +51,7 @@ const GROUPS = [
       { name: 'think-session-redis (peer)', key: 'tsredis' },
       { name: 'RedisSession', key: 'redis' },
       { name: "RedisSession, format: 'hash'", key: 'redis-hash' },
+      { name: 'RedisSession, cache on', key: 'redis-cache' },
       { name: 'RedisSession (drop-in)', key: 'redis-dropin' },
     ],
   },

@@ -142,7 +142,17 @@ class RedisSession extends NativeSession {
   static kind = 'redis';
   static storeOptionNames = [
     ...['url', 'host', 'port', 'username', 'password', 'db', 'cluster', 'sentinels', 'masterName', 'name'],
-    ...['prefix', 'keyPrefix', 'format', 'connectTimeout', 'commandTimeout', 'maxBytes', 'maxPending', 'replicas'],
+    ...[
+      'prefix',
+      'keyPrefix',
+      'format',
+      'connectTimeout',
+      'commandTimeout',
+      'maxBytes',
+      'maxPending',
+      'replicas',
+      'cache',
+    ],
   ];
 
   static storeOptions(options) {
@@ -172,6 +182,7 @@ class RedisSession extends NativeSession {
       maxBytes: options.maxBytes,
       maxPending: options.maxPending,
       replicas: options.replicas,
+      cache: options.cache === true ? {} : options.cache || undefined,
     };
   }
 }

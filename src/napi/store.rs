@@ -159,6 +159,12 @@ pub fn store_load(
         let loaded = store.load_data_now(&id, now_ms(), auto_update_rate)?;
         return Ok(Answer::Now(loaded));
     }
+    if let Some(loaded) = opened
+        .store
+        .load_data_cached(&id, now_ms(), auto_update_rate)
+    {
+        return Ok(Answer::Now(loaded?));
+    }
     off_thread(&env, opened, move |store| async move {
         store.load_data(&id, now_ms(), auto_update_rate).await
     })
@@ -182,6 +188,12 @@ pub fn store_load_key(
     if let Some(store) = opened.inline {
         let loaded = store.load_key_now(&id, &name, now_ms(), auto_update_rate)?;
         return Ok(Answer::Now(loaded));
+    }
+    let cached = opened
+        .store
+        .load_key_cached(&id, &name, now_ms(), auto_update_rate);
+    if let Some(loaded) = cached {
+        return Ok(Answer::Now(loaded?));
     }
     off_thread(&env, opened, move |store| async move {
         store.load_key(&id, &name, now_ms(), auto_update_rate).await

@@ -214,6 +214,29 @@ pub trait SessionStore: Send + Sync {
         None
     }
 
+    /// [`SessionStore::load_data`] answered at once from memory (a read cache), or none
+    /// when the read has to wait for the store.
+    fn load_data_cached(
+        &self,
+        _id: &SessionId,
+        _now_ms: i64,
+        _auto_update_rate: f64,
+    ) -> Option<Result<Option<Loaded>>> {
+        None
+    }
+
+    /// [`SessionStore::load_key`] answered at once from memory, as `load_data_cached`.
+    fn load_key_cached(
+        &self,
+        id: &SessionId,
+        name: &str,
+        now_ms: i64,
+        auto_update_rate: f64,
+    ) -> Option<Result<Option<LoadedKey>>> {
+        let loaded = self.load_data_cached(id, now_ms, auto_update_rate)?;
+        Some(loaded.and_then(|loaded| key_of(loaded, name)))
+    }
+
     /// The live data, refreshing its expiry once less than `auto_update_rate` of the
     /// record's lifetime is left (think-session's autoUpdate).
     async fn load_data(

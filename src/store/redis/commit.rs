@@ -21,6 +21,7 @@ use std::time::Duration;
 use redis::{Pipeline, RedisError, Value};
 use tokio::sync::oneshot;
 
+use super::cache::{Cached, ReadCache};
 use super::on_loop::{failure, LoopConnection};
 use crate::error::Error;
 use crate::store::reactor::Reactor;
@@ -51,6 +52,8 @@ pub struct Committer {
     replicas: usize,
     /// Reads the keys' PTTL too (ThinkJS 2's records live by it alone).
     with_ttl: bool,
+    /// Keeps what each round writes (`cache`).
+    cache: std::sync::OnceLock<Arc<ReadCache>>,
     queue: Mutex<Queue>,
 }
 
@@ -92,8 +95,19 @@ impl Committer {
             timeout,
             replicas,
             with_ttl,
+            cache: std::sync::OnceLock::new(),
             queue: Mutex::new(Queue::default()),
         })
+    }
+
+    /// The connection the rounds go on (a read cache reads on it too, to be tracked).
+    pub fn connection(&self) -> &LoopConnection {
+        &self.connection
+    }
+
+    /// Keeps what each round writes in `cache`, each key tracked from its write on.
+    pub fn keep_in(&self, cache: Arc<ReadCache>) {
+        let _ = self.cache.set(cache);
     }
 
     fn queue(&self) -> MutexGuard<'_, Queue> {
@@ -243,13 +257,21 @@ impl Committer {
         }
 
         // 3. Write them in one transaction, on the connection that watched.
+        let cache = self.cache.get();
         let mut transaction = Pipeline::new();
         transaction.cmd("MULTI");
-        let mut sets = 0;
+        let mut queued = 0;
+        let mut kept_slots = Vec::new();
         for (slot, key) in keys.iter().enumerate() {
             if let (true, Ok((Some(text), max_age_ms))) = (changed[slot], &seen[slot]) {
                 transaction.set(key, text).arg("PX").arg(*max_age_ms);
-                sets += 1;
+                queued += 1;
+                if cache.is_some() {
+                    // Read again in the transaction: the key stays tracked.
+                    transaction.exists(key);
+                    queued += 1;
+                    kept_slots.push(slot);
+                }
             }
         }
         transaction.cmd("EXEC");
@@ -260,14 +282,43 @@ impl Committer {
         if !self.connection.is_on(generation) {
             return Ok(Round::Again);
         }
-        let answers = self
+        let kept: Vec<_> = match cache {
+            Some(cache) => kept_slots
+                .into_iter()
+                .map(|slot| (cache.expect(keys[slot]).ok().flatten(), slot))
+                .collect(),
+            None => Vec::new(),
+        };
+        let sent = self
             .connection
             .send(
                 transaction.get_packed_pipeline(),
-                1 + sets,
+                1 + queued,
                 1 + usize::from(self.replicas > 0),
             )
-            .await?;
+            .await;
+        let written = match &sent {
+            Ok(answers) => match &answers[0] {
+                Value::Array(results) => {
+                    results.iter().all(|r| !matches!(r, Value::ServerError(_)))
+                }
+                _ => false,
+            },
+            Err(_) => false,
+        };
+        let now_ms = crate::session::now_ms();
+        for (ticket, slot) in kept {
+            let Some(ticket) = ticket else { continue };
+            let value = match (written, &seen[slot]) {
+                (true, Ok((Some(text), max_age_ms))) => Some(Cached {
+                    text: text.clone(),
+                    ttl_ends_ms: now_ms + max_age_ms,
+                }),
+                _ => None,
+            };
+            cache.expect("kept only with a cache").settle(ticket, value);
+        }
+        let answers = sent?;
         let results = match &answers[0] {
             Value::Nil => return Ok(Round::Again),
             Value::Array(results) => results,

@@ -24,9 +24,11 @@ use crate::id::SessionId;
 use crate::session::{check_max_bytes, Patch, Record};
 use crate::store::{load_refreshing, options, reactor, Format, Loaded, Runs, SessionStore};
 
+mod cache;
 mod commit;
 mod hash;
 mod on_loop;
+use cache::ReadCache;
 use commit::{Change, Committer, Failure};
 use on_loop::LoopConnection;
 
@@ -193,6 +195,8 @@ pub struct RedisOptions {
     pub max_bytes: usize,
     /// Replicas that must confirm each write (`WAIT`) before it resolves; 0: none.
     pub replicas: usize,
+    /// Sessions kept by a read cache that Redis invalidates (`cache`); none: no cache.
+    pub cache_entries: Option<usize>,
 }
 
 /// The store's options as JavaScript names them (the glue maps ioredis's names onto these).
@@ -217,7 +221,18 @@ struct Config {
     command_timeout: Option<f64>,
     max_bytes: Option<f64>,
     replicas: Option<f64>,
+    cache: Option<CacheConfig>,
 }
+
+/// `cache: { maxEntries }`.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CacheConfig {
+    max_entries: Option<f64>,
+}
+
+/// Sessions a read cache keeps when `cache` does not say.
+pub const DEFAULT_CACHE_ENTRIES: usize = 10_000;
 
 /// The store registered as "redis". Must run inside the tokio runtime that will drive
 /// its connections; nothing connects until the first call.
@@ -295,6 +310,14 @@ pub fn open(json: &str) -> Result<Box<dyn SessionStore>> {
         )?,
         max_bytes: options::max_bytes(config.max_bytes)?,
         replicas,
+        cache_entries: match config.cache {
+            None => None,
+            Some(cache) => Some(options::count(
+                "cache.maxEntries",
+                cache.max_entries,
+                DEFAULT_CACHE_ENTRIES,
+            )?),
+        },
     })?))
 }
 
@@ -311,6 +334,8 @@ pub struct RedisStore {
     /// Writes of the string formats on the event loop (see `commit`); without it they go
     /// by a compare-and-set script.
     committer: Option<Arc<Committer>>,
+    /// Reads kept in memory, invalidated by Redis (`cache`; see `cache`).
+    cache: Option<Arc<ReadCache>>,
 }
 
 enum Connection {
@@ -349,13 +374,15 @@ impl RedisStore {
             Target::Server(url) => {
                 let info = connection_info(url, &options).map_err(option_error("url"))?;
                 let address = info.addr().to_string();
-                if let Some((connection, committer)) = on_loop(&info, &options)? {
+                if let Some(on_loop) = on_loop(&info, &options)? {
                     let mut store =
-                        RedisStore::with(Connection::Loop(connection), address, options);
-                    store.committer = committer;
+                        RedisStore::with(Connection::Loop(on_loop.connection), address, options);
+                    store.committer = on_loop.committer;
+                    store.cache = on_loop.cache;
                     return Ok(store);
                 }
                 refuse_replicas(&options)?;
+                refuse_cache(&options)?;
                 let client = redis::Client::open(info).map_err(option_error("url"))?;
                 let manager = ConnectionManager::new_lazy_with_config(client, config)
                     .map_err(option_error("url"))?;
@@ -363,6 +390,7 @@ impl RedisStore {
             }
             Target::Cluster(nodes) => {
                 refuse_replicas(&options)?;
+                refuse_cache(&options)?;
                 let infos = nodes
                     .iter()
                     .map(|url| connection_info(url, &options))
@@ -378,6 +406,7 @@ impl RedisStore {
             }
             Target::Sentinel { sentinels, master } => {
                 refuse_replicas(&options)?;
+                refuse_cache(&options)?;
                 let infos = sentinels
                     .iter()
                     .map(|url| url.as_str().into_connection_info())
@@ -414,6 +443,7 @@ impl RedisStore {
                 bytes: 0,
             }),
             committer: None,
+            cache: None,
         }
     }
 
@@ -596,6 +626,14 @@ impl RedisStore {
     /// (think-session-redis's record carries its expiry; ThinkJS 2's has only the TTL).
     async fn fetch(&self, key: &str, now_ms: i64) -> Result<Seen> {
         let with_ttl = self.format() == Format::ThinkJs2;
+        if let Some(cache) = &self.cache {
+            let read = cache.read(key, with_ttl, now_ms);
+            let (text, pttl) = match tokio::time::timeout(self.command_timeout, read).await {
+                Ok(read) => read.map_err(|e| self.wrong_type(self.failure(e), key))?,
+                Err(_) => return Err(self.timed_out().await),
+            };
+            return Ok(Seen::new(text, pttl, now_ms));
+        }
         let (text, pttl): (Option<String>, i64) = self
             .run(async |conn| {
                 if !with_ttl {
@@ -772,12 +810,27 @@ fn refuse_replicas(options: &RedisOptions) -> Result<()> {
     })
 }
 
+/// `cache` needs the event loop's connections, which hear Redis's invalidations.
+fn refuse_cache(options: &RedisOptions) -> Result<()> {
+    if options.cache_entries.is_none() {
+        return Ok(());
+    }
+    Err(Error::InvalidOption {
+        name: "cache",
+        reason: "works on one server over redis:// for now (not over TLS, behind Sentinels or in a Cluster), and in Node's main thread".into(),
+    })
+}
+
+/// What a store on the caller's event loop works with.
+struct OnLoop {
+    connection: LoopConnection,
+    committer: Option<Arc<Committer>>,
+    cache: Option<Arc<ReadCache>>,
+}
+
 /// The connection on the caller's event loop, where there is one and the server is
 /// plain TCP speaking RESP2 (TLS, Unix sockets and RESP3 keep the `redis` crate's).
-fn on_loop(
-    info: &redis::ConnectionInfo,
-    options: &RedisOptions,
-) -> Result<Option<(LoopConnection, Option<Arc<Committer>>)>> {
+fn on_loop(info: &redis::ConnectionInfo, options: &RedisOptions) -> Result<Option<OnLoop>> {
     let Some(reactor) = reactor::current() else {
         return Ok(None);
     };
@@ -819,7 +872,26 @@ fn on_loop(
         )),
         Layout::Hash => None,
     };
-    Ok(Some((connect()?, committer)))
+    let cache = match (options.cache_entries, &committer) {
+        (None, _) => None,
+        (Some(entries), Some(committer)) => {
+            let cache =
+                ReadCache::new(connect()?, committer.connection().clone(), reactor, entries);
+            committer.keep_in(cache.clone());
+            Some(cache)
+        }
+        (Some(_), None) => return Err(Error::InvalidOption {
+            name: "cache",
+            reason:
+                "works with the string formats ('thinkjs3', 'thinkjs2') for now, not with 'hash'"
+                    .into(),
+        }),
+    };
+    Ok(Some(OnLoop {
+        connection: connect()?,
+        committer,
+        cache,
+    }))
 }
 
 /// A node's URL with the options' database and credentials, which win over the URL's.
@@ -869,6 +941,29 @@ impl SessionStore for RedisStore {
             Ok(result) => result,
             Err(_) => Err(self.timed_out().await),
         }
+    }
+
+    /// From the read cache, when it holds the session and the read needs no refresh.
+    fn load_data_cached(
+        &self,
+        id: &SessionId,
+        now_ms: i64,
+        rate: f64,
+    ) -> Option<Result<Option<Loaded>>> {
+        let cached = self.cache.as_ref()?.get(&self.key(id))?;
+        let ttl_ms = cached.ttl_ends_ms.saturating_sub(now_ms);
+        // An unreadable record: the full read reports it.
+        let record = decode(self.format(), &cached.text, ttl_ms, now_ms)?;
+        let Some(record) = record.filter(|record| record.is_live(now_ms)) else {
+            return Some(Ok(None));
+        };
+        if record.needs_refresh(now_ms, rate) {
+            return None;
+        }
+        Some(Ok(Some(Loaded {
+            data: record.data,
+            refreshed: false,
+        })))
     }
 
     /// Keeps what it read as the guess of the session's next write.
@@ -924,6 +1019,9 @@ impl SessionStore for RedisStore {
         self.last_seen().forget(id);
         self.run(async |conn| Cmd::del(&key).query_async::<()>(conn).await)
             .await?;
+        if let Some(cache) = &self.cache {
+            cache.forget(&key);
+        }
         let written_on = self.generation();
         self.confirm(written_on).await
     }
@@ -938,6 +1036,10 @@ impl SessionStore for RedisStore {
         // Forgotten for both ids: a guess at either would be a wrong one.
         self.last_seen().forget(from);
         self.last_seen().forget(to);
+        if let Some(cache) = &self.cache {
+            cache.forget(&source);
+            cache.forget(&target);
+        }
         if !matches!(self.connection, Connection::Cluster(..)) {
             let moved: i64 = self
                 .run(async |conn| RENAME.key(&source).key(&target).invoke_async(conn).await)
@@ -1070,6 +1172,7 @@ mod tests {
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             max_bytes: 200,
             replicas: 0,
+            cache_entries: None,
         })
         .unwrap()
     }

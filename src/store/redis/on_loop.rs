@@ -55,6 +55,18 @@ struct State {
     unparsed: Vec<u8>,
     /// The calls waiting for replies, in the order their commands were written.
     waiting: VecDeque<Waiting>,
+    /// Hears what no call waits for (pub/sub messages) and each drop of the connection.
+    listener: Option<std::sync::Weak<dyn Listener>>,
+}
+
+/// What a connection tells besides the answers to its calls.
+pub trait Listener: Send + Sync {
+    /// A message no call asked for (a subscribed channel's). Called on the loop's thread
+    /// with the connection's state held: it must not use the connection.
+    fn pushed(&self, value: Value);
+    /// The connection was dropped (what it was told to do on the server is gone with it).
+    /// As `pushed`, it must not use the connection.
+    fn dropped(&self);
 }
 
 struct Waiting {
@@ -99,6 +111,17 @@ impl LoopConnection {
     /// agree went on the connection of both.
     pub fn generation(&self) -> u64 {
         self.link.state().connects
+    }
+
+    /// Tells `listener` what arrives unasked and when the connection drops.
+    pub fn listen(&self, listener: std::sync::Weak<dyn Listener>) {
+        self.link.state().listener = Some(listener);
+    }
+
+    /// Reads what has arrived already, without waiting (so a message sent before some
+    /// other event is heard before it is acted on).
+    pub fn receive_now(&self) {
+        self.link.receive(&mut self.link.state());
     }
 
     /// True while the connection of `generation` is up: a command sent now goes on it.
@@ -331,6 +354,11 @@ impl Link {
                 let _ = answer.send(Err(failure(cause)));
             }
         }
+        if socket.is_some() {
+            if let Some(listener) = state.listener.as_ref().and_then(|l| l.upgrade()) {
+                listener.dropped();
+            }
+        }
         // The watch stops before the socket closes.
         if let Some((stream, watch)) = socket {
             drop(watch);
@@ -349,6 +377,12 @@ impl DeferredWork for Link {
 
 /// Hands a reply to the call waiting for it, once all its replies are in.
 fn deliver(state: &mut State, value: Value) -> Result<(), String> {
+    if state.waiting.is_empty() {
+        if let Some(listener) = state.listener.as_ref().and_then(|l| l.upgrade()) {
+            listener.pushed(value);
+            return Ok(());
+        }
+    }
     let call = state
         .waiting
         .front_mut()

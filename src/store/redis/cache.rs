@@ -1,0 +1,317 @@
+//! A read cache for the string formats on Node's loop (`cache: { maxEntries }`), kept
+//! coherent by Redis: client-side caching with a redirect (RESP2). One connection
+//! subscribes to `__redis__:invalidate`; the committer's connection, which makes the
+//! cache's reads and every write, turns tracking on with `REDIRECT` to it and `NOLOOP`, so
+//! Redis tells this process of every change another client makes to a key it read, and
+//! not of its own. A write keeps its key tracked (an `EXISTS` after its `SET` in the
+//! transaction: Redis forgets a key's readers when it changes, even under `NOLOOP`).
+//!
+//! Redis sends an invalidation before it answers the write that caused it, so a request
+//! that follows that answer (a redirect after a login on another worker) finds the message
+//! on the tracking connection already: each cached read first reads what waits there.
+//! A read or write whose key is invalidated while its answer is on the way is not kept.
+//! When either connection drops, the cache empties and is not used until tracking is on
+//! again on both.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use redis::{Pipeline, Value};
+
+use super::on_loop::{failure, Listener, LoopConnection};
+use crate::store::reactor::Reactor;
+
+/// The channel Redis sends invalidations to for redirected tracking.
+const CHANNEL: &str = "__redis__:invalidate";
+
+/// A key's text as Redis held it, and when its TTL runs out (`i64::MIN`: not read).
+#[derive(Clone)]
+pub struct Cached {
+    pub text: String,
+    pub ttl_ends_ms: i64,
+}
+
+pub struct ReadCache {
+    /// Subscribed to the invalidations.
+    tracker: LoopConnection,
+    /// The committer's: the reads and writes Redis tracks.
+    data: LoopConnection,
+    reactor: &'static dyn Reactor,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    tracking: Tracking,
+    entries: lru::LruCache<String, Cached>,
+    /// Reads and writes on their way, by key: an invalidation meanwhile spoils them.
+    pending: HashMap<String, Pending>,
+}
+
+#[derive(Clone, PartialEq)]
+enum Tracking {
+    Off,
+    Starting,
+    /// On for the data connection, redirected to the tracker (both as they are: a drop
+    /// of either turns it off).
+    On,
+    /// The server cannot track (too old, or the command is not allowed): why.
+    Refused(String),
+}
+
+#[derive(Default)]
+struct Pending {
+    count: u32,
+    spoiled: bool,
+}
+
+/// A read or write of a key whose answer may be kept; see [`ReadCache::expect`].
+pub struct Ticket {
+    key: String,
+}
+
+impl ReadCache {
+    pub fn new(
+        tracker: LoopConnection,
+        data: LoopConnection,
+        reactor: &'static dyn Reactor,
+        max_entries: usize,
+    ) -> Arc<ReadCache> {
+        let capacity = std::num::NonZeroUsize::new(max_entries.max(1)).expect("at least 1");
+        let cache = Arc::new(ReadCache {
+            tracker,
+            data,
+            reactor,
+            inner: Mutex::new(Inner {
+                tracking: Tracking::Off,
+                entries: lru::LruCache::new(capacity),
+                pending: HashMap::new(),
+            }),
+        });
+        let listener: Weak<dyn Listener> = Arc::downgrade(&(cache.clone() as Arc<dyn Listener>));
+        cache.tracker.listen(listener.clone());
+        cache.data.listen(listener);
+        cache
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The key as last read or written, when tracking vouches for it. Reads what waits on
+    /// the tracking connection first.
+    pub fn get(&self, key: &str) -> Option<Cached> {
+        if !matches!(self.inner().tracking, Tracking::On) {
+            return None;
+        }
+        self.tracker.receive_now();
+        let mut inner = self.inner();
+        match inner.tracking {
+            Tracking::On => inner.entries.get(key).cloned(),
+            _ => None,
+        }
+    }
+
+    /// Before a read or write of `key` is sent on the data connection: a ticket when its
+    /// answer may be kept (tracking is on), after starting tracking when it is off. An
+    /// error when the server refused to track.
+    pub fn expect(self: &Arc<Self>, key: &str) -> redis::RedisResult<Option<Ticket>> {
+        {
+            let mut inner = self.inner();
+            match &inner.tracking {
+                Tracking::On => {
+                    inner.pending.entry(key.to_owned()).or_default().count += 1;
+                    return Ok(Some(Ticket {
+                        key: key.to_owned(),
+                    }));
+                }
+                Tracking::Starting => return Ok(None),
+                Tracking::Refused(why) => return Err(failure(why)),
+                Tracking::Off => inner.tracking = Tracking::Starting,
+            }
+        }
+        let cache = self.clone();
+        self.reactor
+            .spawn(Box::pin(async move { cache.start().await }));
+        Ok(None)
+    }
+
+    /// Reads `key` (and its PTTL, `with_ttl`) on the data connection, keeping what it
+    /// holds when tracking vouches for it.
+    pub async fn read(
+        self: &Arc<Self>,
+        key: &str,
+        with_ttl: bool,
+        now_ms: i64,
+    ) -> redis::RedisResult<(Option<String>, i64)> {
+        let ticket = self.expect(key)?;
+        let mut read = Pipeline::new();
+        read.get(key);
+        if with_ttl {
+            read.pttl(key);
+        }
+        let answer = self
+            .data
+            .send(read.get_packed_pipeline(), 0, read.len())
+            .await
+            .and_then(|values| {
+                let mut values = values.into_iter().map(Value::extract_error);
+                let text = values.next().transpose()?.unwrap_or(Value::Nil);
+                let text: Option<String> = redis::from_redis_value(text)?;
+                let pttl = match values.next().transpose()? {
+                    Some(pttl) => redis::from_redis_value(pttl)?,
+                    None => 0,
+                };
+                Ok((text, pttl))
+            });
+        let (text, pttl) = match answer {
+            Ok(answer) => answer,
+            Err(err) => {
+                if let Some(ticket) = ticket {
+                    self.settle(ticket, None);
+                }
+                return Err(err);
+            }
+        };
+        if let Some(ticket) = ticket {
+            let cached = text.clone().map(|text| Cached {
+                text,
+                ttl_ends_ms: if pttl > 0 { now_ms + pttl } else { i64::MIN },
+            });
+            self.settle(ticket, cached);
+        }
+        Ok((text, pttl))
+    }
+
+    /// The answer of a ticket's read or write: kept when nothing changed the key since
+    /// (`None`: the key does not exist, or its answer is not to be kept).
+    pub fn settle(&self, ticket: Ticket, value: Option<Cached>) {
+        let mut inner = self.inner();
+        let Some(pending) = inner.pending.get_mut(&ticket.key) else {
+            return;
+        };
+        pending.count -= 1;
+        let spoiled = pending.spoiled;
+        if pending.count == 0 {
+            inner.pending.remove(&ticket.key);
+        }
+        let on = matches!(inner.tracking, Tracking::On);
+        match value {
+            Some(value) if on && !spoiled => {
+                inner.entries.put(ticket.key, value);
+            }
+            _ => {
+                inner.entries.pop(&ticket.key);
+            }
+        }
+    }
+
+    /// Drops the key (this process deleted or moved it): reads on their way are not kept.
+    pub fn forget(&self, key: &str) {
+        let mut inner = self.inner();
+        inner.entries.pop(key);
+        if let Some(pending) = inner.pending.get_mut(key) {
+            pending.spoiled = true;
+        }
+    }
+
+    /// Subscribes the tracking connection and turns tracking on for the data connection.
+    async fn start(self: Arc<Self>) {
+        let tracking = match self.turn_on().await {
+            Ok(tracking) => tracking,
+            Err(err) => match err.kind() {
+                // Redis answered with an error: it cannot track.
+                redis::ErrorKind::Server(_) | redis::ErrorKind::Extension => Tracking::Refused(
+                    format!("Redis refused client-side caching ({err}): the cache needs Redis 6 or later with CLIENT TRACKING allowed; remove `cache` or use such a server"),
+                ),
+                _ => Tracking::Off,
+            },
+        };
+        let mut inner = self.inner();
+        if inner.tracking == Tracking::Starting {
+            inner.tracking = tracking;
+        }
+    }
+
+    async fn turn_on(&self) -> redis::RedisResult<Tracking> {
+        let mut subscribe = Pipeline::new();
+        subscribe
+            .cmd("CLIENT")
+            .arg("ID")
+            .cmd("SUBSCRIBE")
+            .arg(CHANNEL);
+        let answers = self
+            .tracker
+            .send(subscribe.get_packed_pipeline(), 0, 2)
+            .await?;
+        let id = match &answers[0] {
+            Value::Int(id) => *id,
+            other => {
+                return Err(other.clone().extract_error().err().unwrap_or_else(|| {
+                    failure(&format!("unexpected answer to CLIENT ID: {other:?}"))
+                }))
+            }
+        };
+        let tracker = self.tracker.generation();
+        let mut track = Pipeline::new();
+        track
+            .cmd("CLIENT")
+            .arg("TRACKING")
+            .arg("OFF")
+            .cmd("CLIENT")
+            .arg("TRACKING")
+            .arg("ON")
+            .arg("REDIRECT")
+            .arg(id)
+            .arg("NOLOOP");
+        let answers = self.data.send(track.get_packed_pipeline(), 0, 2).await?;
+        for answer in answers {
+            answer.extract_error()?;
+        }
+        let data = self.data.generation();
+        if self.tracker.is_on(tracker) && self.data.is_on(data) {
+            Ok(Tracking::On)
+        } else {
+            Ok(Tracking::Off)
+        }
+    }
+
+    /// Empties the cache and spoils what is on its way.
+    fn clear(inner: &mut Inner) {
+        inner.entries.clear();
+        for pending in inner.pending.values_mut() {
+            pending.spoiled = true;
+        }
+    }
+}
+
+impl Listener for ReadCache {
+    fn pushed(&self, value: Value) {
+        // ["message", channel, [keys] or nil (everything: FLUSHALL, or Redis dropped
+        // its tracking table)].
+        let Value::Array(parts) = value else { return };
+        let mut inner = self.inner();
+        match parts.get(2) {
+            Some(Value::Array(keys)) => {
+                for key in keys {
+                    if let Value::BulkString(key) = key {
+                        let key = String::from_utf8_lossy(key);
+                        inner.entries.pop(key.as_ref());
+                        if let Some(pending) = inner.pending.get_mut(key.as_ref()) {
+                            pending.spoiled = true;
+                        }
+                    }
+                }
+            }
+            Some(Value::Nil) => ReadCache::clear(&mut inner),
+            _ => {}
+        }
+    }
+
+    fn dropped(&self) {
+        let mut inner = self.inner();
+        if inner.tracking != Tracking::Starting {
+            inner.tracking = Tracking::Off;
+        }
+        ReadCache::clear(&mut inner);
+    }
+}
