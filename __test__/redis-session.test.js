@@ -4,6 +4,7 @@
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { EventEmitter } = require('events');
+const { execFileSync } = require('child_process');
 const { RedisSession, RedisStore, generateId } = require('..');
 const ThinkSessionRedis = require('think-session-redis');
 const { startServer, startCluster, startSentinel, waitFor } = require('./support/redis');
@@ -323,28 +324,36 @@ describe('RedisSession with a read cache', () => {
     assert.equal(await store.load(id, 0), null);
   });
 
-  it('two caches (two processes) see each other at once; parallel writers through both keep every key', async () => {
-    const a = new RedisStore({ port: server.port, cache: {} });
-    const b = new RedisStore({ port: server.port, cache: {}, commandTimeout: 2999 });
+  it('a write or logout by another process is seen by the next cached read; racing writers keep every key', async () => {
+    const options = { port: server.port, cache: {} };
+    const a = new RedisStore(options);
+    // Another worker: its own process, store and connections.
+    const otherProcess = (code) =>
+      execFileSync(process.execPath, [
+        '-e',
+        `const s = new (require(${JSON.stringify(require.resolve('..'))}).RedisStore)(${JSON.stringify(options)});
+         (async () => { ${code} })().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });`,
+      ]);
     const id = generateId();
     await a.apply(id, 'user', '"ann"', 60000);
     await cachedLoad(a, id);
-    await cachedLoad(b, id);
-    await b.apply(id, 'cart', '[1]', 60000);
+    otherProcess(`await s.apply(${JSON.stringify(id)}, 'cart', '[1]', 60000);`);
     assert.deepEqual(await a.load(id, 0), { data: '{"user":"ann","cart":[1]}', refreshed: false });
-    await Promise.all(Array.from({ length: 100 }, (_, i) => (i % 2 ? a : b).apply(id, `k${i}`, String(i), 60000)));
-    for (const store of [a, b]) assert.equal(Object.keys(JSON.parse((await store.load(id, 0)).data)).length, 102);
     await cachedLoad(a, id);
-    await b.destroy(id);
-    assert.equal(await a.load(id, 0), null, 'a logout on one is seen by the other');
+    otherProcess(`await s.destroy(${JSON.stringify(id)});`);
+    assert.equal(await a.load(id, 0), null, 'a logout in another process is seen at once');
+    // Two caches in one process write on connections of their own: their rounds collide.
+    const b = new RedisStore({ ...options, commandTimeout: 2999 });
+    await Promise.all(Array.from({ length: 100 }, (_, i) => (i % 2 ? a : b).apply(id, `k${i}`, String(i), 60000)));
+    assert.equal(Object.keys(JSON.parse(server.cli('get', id)).data).length, 100);
   });
 
-  it('empties when its tracking connection drops, and is used again once tracking is back', async () => {
+  it('empties when its connection drops, and is used again once tracking is back', async () => {
     const store = new RedisStore({ port: server.port, cache: {}, commandTimeout: 2998 });
     const id = generateId();
     await store.apply(id, 'n', '1', 60000);
     await cachedLoad(store, id);
-    server.cli('client', 'kill', 'type', 'pubsub');
+    server.cli('client', 'kill', 'type', 'normal'); // the store's connections (not redis-cli's own)
     server.cli('set', id, record({ n: 2 }), 'px', '60000');
     assert.deepEqual(await store.load(id, 0), { data: '{"n":2}', refreshed: false });
     assert.deepEqual(await cachedLoad(store, id), { data: '{"n":2}', refreshed: false });

@@ -1,28 +1,25 @@
 //! A read cache for the string formats on Node's loop (`cache: { maxEntries }`), kept
-//! coherent by Redis: client-side caching with a redirect (RESP2). One connection
-//! subscribes to `__redis__:invalidate`; the committer's connection, which makes the
-//! cache's reads and every write, turns tracking on with `REDIRECT` to it and `NOLOOP`, so
-//! Redis tells this process of every change another client makes to a key it read, and
-//! not of its own. A write keeps its key tracked (an `EXISTS` after its `SET` in the
-//! transaction: Redis forgets a key's readers when it changes, even under `NOLOOP`).
+//! coherent by Redis: client-side caching (`CLIENT TRACKING ON NOLOOP`) on the committer's
+//! connection, which speaks RESP3 so that Redis pushes its invalidations on it, in line with
+//! the answers: a message about a change made before a command ran arrives before that
+//! command's answer. The cache's reads and every write go on that connection, so Redis
+//! tells this process of every change another client makes to a key it read, and not of
+//! its own. A write keeps its key tracked (an `EXISTS` after its `SET` in the transaction:
+//! Redis forgets a key's readers when it changes, even under `NOLOOP`).
 //!
-//! Redis sends an invalidation before it answers the write that caused it, so a request
+//! Redis queues an invalidation before it answers the write that caused it, so a request
 //! that follows that answer (a redirect after a login on another worker) finds the message
-//! on the tracking connection already: each cached read first reads what waits there.
-//! A read or write whose key is invalidated while its answer is on the way is not kept.
-//! When either connection drops, the cache empties and is not used until tracking is on
-//! again on both.
+//! on the connection already: each cached read first reads what waits there. A read or
+//! write whose key is invalidated while its answer is on the way is not kept. When the
+//! connection drops, the cache empties and is not used until tracking is on again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use redis::{Pipeline, Value};
+use redis::{Pipeline, PushKind, Value};
 
 use super::on_loop::{failure, Listener, LoopConnection};
 use crate::store::reactor::Reactor;
-
-/// The channel Redis sends invalidations to for redirected tracking.
-const CHANNEL: &str = "__redis__:invalidate";
 
 /// A key's text as Redis held it, and when its TTL runs out (`i64::MIN`: not read).
 #[derive(Clone)]
@@ -32,9 +29,7 @@ pub struct Cached {
 }
 
 pub struct ReadCache {
-    /// Subscribed to the invalidations.
-    tracker: LoopConnection,
-    /// The committer's: the reads and writes Redis tracks.
+    /// The committer's: the reads and writes Redis tracks, and its invalidations.
     data: LoopConnection,
     reactor: &'static dyn Reactor,
     inner: Mutex<Inner>,
@@ -51,8 +46,7 @@ struct Inner {
 enum Tracking {
     Off,
     Starting,
-    /// On for the data connection, redirected to the tracker (both as they are: a drop
-    /// of either turns it off).
+    /// On for the data connection as it is (a drop turns it off).
     On,
     /// The server cannot track (too old, or the command is not allowed): why.
     Refused(String),
@@ -71,14 +65,12 @@ pub struct Ticket {
 
 impl ReadCache {
     pub fn new(
-        tracker: LoopConnection,
         data: LoopConnection,
         reactor: &'static dyn Reactor,
         max_entries: usize,
     ) -> Arc<ReadCache> {
         let capacity = std::num::NonZeroUsize::new(max_entries.max(1)).expect("at least 1");
         let cache = Arc::new(ReadCache {
-            tracker,
             data,
             reactor,
             inner: Mutex::new(Inner {
@@ -88,7 +80,6 @@ impl ReadCache {
             }),
         });
         let listener: Weak<dyn Listener> = Arc::downgrade(&(cache.clone() as Arc<dyn Listener>));
-        cache.tracker.listen(listener.clone());
         cache.data.listen(listener);
         cache
     }
@@ -98,12 +89,12 @@ impl ReadCache {
     }
 
     /// The key as last read or written, when tracking vouches for it. Reads what waits on
-    /// the tracking connection first.
+    /// the connection first.
     pub fn get(&self, key: &str) -> Option<Cached> {
         if !matches!(self.inner().tracking, Tracking::On) {
             return None;
         }
-        self.tracker.receive_now();
+        self.data.receive_now();
         let mut inner = self.inner();
         match inner.tracking {
             Tracking::On => inner.entries.get(key).cloned(),
@@ -214,14 +205,14 @@ impl ReadCache {
         }
     }
 
-    /// Subscribes the tracking connection and turns tracking on for the data connection.
+    /// Turns tracking on for the data connection.
     async fn start(self: Arc<Self>) {
         let tracking = match self.turn_on().await {
             Ok(tracking) => tracking,
             Err(err) => match err.kind() {
                 // Redis answered with an error: it cannot track.
                 redis::ErrorKind::Server(_) | redis::ErrorKind::Extension => Tracking::Refused(
-                    format!("Redis refused client-side caching ({err}): the cache needs Redis 6 or later with CLIENT TRACKING allowed; remove `cache` or use such a server"),
+                    format!("Redis refused client-side caching ({err}): the cache needs Redis 6 or later with HELLO 3 and CLIENT TRACKING allowed; remove `cache` or use such a server"),
                 ),
                 _ => Tracking::Off,
             },
@@ -233,42 +224,14 @@ impl ReadCache {
     }
 
     async fn turn_on(&self) -> redis::RedisResult<Tracking> {
-        let mut subscribe = Pipeline::new();
-        subscribe
-            .cmd("CLIENT")
-            .arg("ID")
-            .cmd("SUBSCRIBE")
-            .arg(CHANNEL);
-        let answers = self
-            .tracker
-            .send(subscribe.get_packed_pipeline(), 0, 2)
-            .await?;
-        let id = match &answers[0] {
-            Value::Int(id) => *id,
-            other => {
-                return Err(other.clone().extract_error().err().unwrap_or_else(|| {
-                    failure(&format!("unexpected answer to CLIENT ID: {other:?}"))
-                }))
-            }
-        };
-        let tracker = self.tracker.generation();
         let mut track = Pipeline::new();
-        track
-            .cmd("CLIENT")
-            .arg("TRACKING")
-            .arg("OFF")
-            .cmd("CLIENT")
-            .arg("TRACKING")
-            .arg("ON")
-            .arg("REDIRECT")
-            .arg(id)
-            .arg("NOLOOP");
-        let answers = self.data.send(track.get_packed_pipeline(), 0, 2).await?;
+        track.cmd("CLIENT").arg("TRACKING").arg("ON").arg("NOLOOP");
+        let answers = self.data.send(track.get_packed_pipeline(), 0, 1).await?;
+        let data = self.data.generation();
         for answer in answers {
             answer.extract_error()?;
         }
-        let data = self.data.generation();
-        if self.tracker.is_on(tracker) && self.data.is_on(data) {
+        if self.data.is_on(data) {
             Ok(Tracking::On)
         } else {
             Ok(Tracking::Off)
@@ -286,11 +249,17 @@ impl ReadCache {
 
 impl Listener for ReadCache {
     fn pushed(&self, value: Value) {
-        // ["message", channel, [keys] or nil (everything: FLUSHALL, or Redis dropped
-        // its tracking table)].
-        let Value::Array(parts) = value else { return };
+        // invalidate [keys], or invalidate nil: everything (FLUSHALL, or Redis dropped its
+        // tracking table).
+        let Value::Push {
+            kind: PushKind::Invalidate,
+            data,
+        } = value
+        else {
+            return;
+        };
         let mut inner = self.inner();
-        match parts.get(2) {
+        match data.first() {
             Some(Value::Array(keys)) => {
                 for key in keys {
                     if let Value::BulkString(key) = key {

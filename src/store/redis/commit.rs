@@ -187,14 +187,22 @@ impl Committer {
             .collect();
         let with_ttl = self.with_ttl;
 
-        // 1. WATCH and read.
+        // 1. WATCH and read. A key the read cache vouches for is not read again: Redis
+        // pushes an invalidation on this connection ahead of the answers to later
+        // commands, so if the cache still holds the key once the WATCH is answered, it
+        // holds what Redis had when it watched.
+        let cache = self.cache.get();
+        let cached: Vec<bool> = keys
+            .iter()
+            .map(|key| cache.is_some_and(|cache| cache.get(key).is_some()))
+            .collect();
         let mut read = Pipeline::new();
         let stale_watch = std::mem::take(&mut self.queue().watching);
         if stale_watch {
             read.cmd("UNWATCH");
         }
         read.cmd("WATCH").arg(&keys);
-        for key in &keys {
+        for (key, _) in keys.iter().zip(&cached).filter(|(_, cached)| !**cached) {
             read.get(key);
             if with_ttl {
                 read.pttl(key);
@@ -204,33 +212,32 @@ impl Committer {
         let per_key = if with_ttl { 2 } else { 1 };
         let answers = self
             .connection
-            .send(read.get_packed_pipeline(), skip, keys.len() * per_key)
+            .send(read.get_packed_pipeline(), skip, read.len() - skip)
             .await?;
         let generation = self.connection.generation();
 
         // 2. Merge each write into what its key holds.
-        let mut seen: Vec<Result<(Option<String>, i64), RedisError>> = answers
-            .chunks(per_key)
-            .map(|answer| {
-                let text = match &answer[0] {
-                    Value::Nil => None,
-                    Value::BulkString(bytes) => Some(
-                        String::from_utf8(bytes.clone())
-                            .map_err(|_| failure("a session key holds text that is not UTF-8"))?,
-                    ),
-                    other => {
-                        return Err(other.clone().extract_error().err().unwrap_or_else(|| {
-                            failure(&format!("unexpected answer to GET: {other:?}"))
-                        }))
-                    }
-                };
-                let pttl = match answer.get(1) {
-                    Some(Value::Int(pttl)) => *pttl,
-                    _ => 0,
-                };
-                Ok((text, pttl))
-            })
-            .collect();
+        let now_ms = crate::session::now_ms();
+        let mut answers = answers.chunks(per_key);
+        let mut seen = Vec::with_capacity(keys.len());
+        for (key, cached) in keys.iter().zip(&cached) {
+            if !cached {
+                seen.push(read_answer(answers.next().unwrap_or(&[])));
+                continue;
+            }
+            match cache.and_then(|cache| cache.get(key)) {
+                Some(value) => {
+                    let pttl = if with_ttl && value.ttl_ends_ms > now_ms {
+                        value.ttl_ends_ms - now_ms
+                    } else {
+                        0
+                    };
+                    seen.push(Ok((Some(value.text), pttl)));
+                }
+                // Invalidated meanwhile: watched already, read this time.
+                None => return Ok(Round::Again),
+            }
+        }
         let mut changed = vec![false; keys.len()];
         let outcomes: Vec<Result<bool, Failure>> = group
             .iter()
@@ -257,7 +264,6 @@ impl Committer {
         }
 
         // 3. Write them in one transaction, on the connection that watched.
-        let cache = self.cache.get();
         let mut transaction = Pipeline::new();
         transaction.cmd("MULTI");
         let mut queued = 0;
@@ -306,7 +312,6 @@ impl Committer {
             },
             Err(_) => false,
         };
-        let now_ms = crate::session::now_ms();
         for (ticket, slot) in kept {
             let Some(ticket) = ticket else { continue };
             let value = match (written, &seen[slot]) {
@@ -348,4 +353,25 @@ impl Committer {
                 .collect(),
         ))
     }
+}
+
+/// A key's text and PTTL (0 when not asked) from the answers to its GET (and PTTL).
+fn read_answer(answer: &[Value]) -> Result<(Option<String>, i64), RedisError> {
+    let text = match answer.first() {
+        Some(Value::Nil) => None,
+        Some(Value::BulkString(bytes)) => Some(
+            String::from_utf8(bytes.clone())
+                .map_err(|_| failure("a session key holds text that is not UTF-8"))?,
+        ),
+        other => {
+            return Err(other
+                .and_then(|v| v.clone().extract_error().err())
+                .unwrap_or_else(|| failure(&format!("unexpected answer to GET: {other:?}"))))
+        }
+    };
+    let pttl = match answer.get(1) {
+        Some(Value::Int(pttl)) => *pttl,
+        _ => 0,
+    };
+    Ok((text, pttl))
 }

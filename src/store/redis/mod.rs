@@ -841,18 +841,34 @@ fn on_loop(info: &redis::ConnectionInfo, options: &RedisOptions) -> Result<Optio
     if settings.protocol() != redis::ProtocolVersion::RESP2 {
         return Ok(None);
     }
-    let mut hello = Pipeline::new();
-    if let Some(password) = settings.password() {
-        let auth = hello.cmd("AUTH");
-        if let Some(user) = settings.username() {
-            auth.arg(user);
+    // RESP3 where a read cache hears Redis's invalidations in line with the answers.
+    let connect = |resp3: bool| {
+        let mut hello = Pipeline::new();
+        let auth = if resp3 {
+            hello.cmd("HELLO").arg(3);
+            settings.password().map(|password| {
+                (
+                    hello
+                        .arg("AUTH")
+                        .arg(settings.username().unwrap_or("default")),
+                    password,
+                )
+            })
+        } else {
+            settings.password().map(|password| {
+                let auth = hello.cmd("AUTH");
+                if let Some(user) = settings.username() {
+                    auth.arg(user);
+                }
+                (auth, password)
+            })
+        };
+        if let Some((auth, password)) = auth {
+            auth.arg(password);
         }
-        auth.arg(password);
-    }
-    if settings.db() != 0 {
-        hello.cmd("SELECT").arg(settings.db());
-    }
-    let connect = || {
+        if settings.db() != 0 {
+            hello.cmd("SELECT").arg(settings.db());
+        }
         LoopConnection::new(
             reactor,
             (host.clone(), *port),
@@ -864,7 +880,7 @@ fn on_loop(info: &redis::ConnectionInfo, options: &RedisOptions) -> Result<Optio
     };
     let committer = match options.layout {
         Layout::Text(format) => Some(Committer::new(
-            connect()?,
+            connect(options.cache_entries.is_some())?,
             reactor,
             options.command_timeout,
             options.replicas,
@@ -875,8 +891,7 @@ fn on_loop(info: &redis::ConnectionInfo, options: &RedisOptions) -> Result<Optio
     let cache = match (options.cache_entries, &committer) {
         (None, _) => None,
         (Some(entries), Some(committer)) => {
-            let cache =
-                ReadCache::new(connect()?, committer.connection().clone(), reactor, entries);
+            let cache = ReadCache::new(committer.connection().clone(), reactor, entries);
             committer.keep_in(cache.clone());
             Some(cache)
         }
@@ -888,7 +903,7 @@ fn on_loop(info: &redis::ConnectionInfo, options: &RedisOptions) -> Result<Optio
         }),
     };
     Ok(Some(OnLoop {
-        connection: connect()?,
+        connection: connect(false)?,
         committer,
         cache,
     }))

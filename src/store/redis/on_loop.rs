@@ -55,14 +55,14 @@ struct State {
     unparsed: Vec<u8>,
     /// The calls waiting for replies, in the order their commands were written.
     waiting: VecDeque<Waiting>,
-    /// Hears what no call waits for (pub/sub messages) and each drop of the connection.
+    /// Hears what Redis pushes (RESP3) and each drop of the connection.
     listener: Option<std::sync::Weak<dyn Listener>>,
 }
 
 /// What a connection tells besides the answers to its calls.
 pub trait Listener: Send + Sync {
-    /// A message no call asked for (a subscribed channel's). Called on the loop's thread
-    /// with the connection's state held: it must not use the connection.
+    /// A message Redis pushed (RESP3), in line with the answers around it. Called on the
+    /// loop's thread with the connection's state held: it must not use the connection.
     fn pushed(&self, value: Value);
     /// The connection was dropped (what it was told to do on the server is gone with it).
     /// As `pushed`, it must not use the connection.
@@ -377,11 +377,11 @@ impl DeferredWork for Link {
 
 /// Hands a reply to the call waiting for it, once all its replies are in.
 fn deliver(state: &mut State, value: Value) -> Result<(), String> {
-    if state.waiting.is_empty() {
+    if let Value::Push { .. } = value {
         if let Some(listener) = state.listener.as_ref().and_then(|l| l.upgrade()) {
             listener.pushed(value);
-            return Ok(());
         }
+        return Ok(());
     }
     let call = state
         .waiting
