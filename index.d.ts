@@ -263,7 +263,7 @@ export interface RedisStoreOptions {
   format?: 'thinkjs3' | 'thinkjs2' | 'hash';
   /** Replicas that must confirm each write (Redis WAIT) before it resolves, so an acknowledged write survives a failover; one server over redis:// (refused over TLS, with sentinels or cluster). Default 0. */
   replicas?: number;
-  /** A read cache in this process, kept coherent by Redis (client-side caching, Redis 6+): a cached read answers synchronously. One server over redis://, formats 'thinkjs3' and 'thinkjs2'. Off by default; `true` is `{}`. */
+  /** A read cache in this process, kept coherent by Redis (client-side caching, Redis 7+): a cached read answers synchronously. One server over redis://, formats 'thinkjs3' and 'thinkjs2'. Off by default; `true` is `{}`. */
   cache?: boolean | { /** Sessions kept, least recently used dropped first. Default 10000. */ maxEntries?: number };
   /** Milliseconds a connection attempt may take. Default 3000. */
   connectTimeout?: number;

@@ -1,17 +1,19 @@
 //! A read cache for the string formats on Node's loop (`cache: { maxEntries }`), kept
-//! coherent by Redis: client-side caching (`CLIENT TRACKING ON NOLOOP`) on the committer's
+//! coherent by Redis: client-side caching (`CLIENT TRACKING ON`) on the committer's
 //! connection, which speaks RESP3 so that Redis pushes its invalidations on it, in line with
 //! the answers: a message about a change made before a command ran arrives before that
-//! command's answer. The cache's reads and every write go on that connection, so Redis
-//! tells this process of every change another client makes to a key it read, and not of
-//! its own. A write keeps its key tracked (an `EXISTS` after its `SET` in the transaction:
-//! Redis forgets a key's readers when it changes, even under `NOLOOP`).
+//! command's answer. The cache's reads and every write go on that connection. Its own
+//! writes are reported too (no `NOLOOP`: under it Redis also stays silent about keys it
+//! evicts or expires while running this connection's commands); each write's push arrives
+//! before its `EXEC` answer, after which the written text is kept, and an `EXISTS` after
+//! each `SET` keeps the key tracked (Redis forgets a key's readers when it changes).
 //!
 //! Redis queues an invalidation before it answers the write that caused it, so a request
 //! that follows that answer (a redirect after a login on another worker) finds the message
-//! on the connection already: each cached read first reads what waits there. A read or
-//! write whose key is invalidated while its answer is on the way is not kept. When the
-//! connection drops, the cache empties and is not used until tracking is on again.
+//! on the connection already: each cached read first reads what waits there. A read whose
+//! key is invalidated while its answer is on the way is not kept. When the connection
+//! drops, the cache empties and is not used until tracking is on again. Redis 7 or later:
+//! 6.x may push an invalidation inside another reply.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -58,9 +60,20 @@ struct Pending {
     spoiled: bool,
 }
 
-/// A read or write of a key whose answer may be kept; see [`ReadCache::expect`].
+/// A read of a key whose answer may be kept; see [`ReadCache::expect`]. Dropped without
+/// an answer (a call given up on), it keeps nothing.
 pub struct Ticket {
     key: String,
+    cache: Weak<ReadCache>,
+    answer: Option<Cached>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if let Some(cache) = self.cache.upgrade() {
+            cache.settle(&self.key, self.answer.take());
+        }
+    }
 }
 
 impl ReadCache {
@@ -102,10 +115,10 @@ impl ReadCache {
         }
     }
 
-    /// Before a read or write of `key` is sent on the data connection: a ticket when its
-    /// answer may be kept (tracking is on), after starting tracking when it is off. An
-    /// error when the server refused to track.
-    pub fn expect(self: &Arc<Self>, key: &str) -> redis::RedisResult<Option<Ticket>> {
+    /// Before a read of `key` is sent on the data connection: a ticket when its answer may
+    /// be kept (tracking is on), after starting tracking when it is off. An error when the
+    /// server refused to track.
+    fn expect(self: &Arc<Self>, key: &str) -> redis::RedisResult<Option<Ticket>> {
         {
             let mut inner = self.inner();
             match &inner.tracking {
@@ -113,6 +126,8 @@ impl ReadCache {
                     inner.pending.entry(key.to_owned()).or_default().count += 1;
                     return Ok(Some(Ticket {
                         key: key.to_owned(),
+                        cache: Arc::downgrade(self),
+                        answer: None,
                     }));
                 }
                 Tracking::Starting => return Ok(None),
@@ -154,44 +169,49 @@ impl ReadCache {
                 };
                 Ok((text, pttl))
             });
-        let (text, pttl) = match answer {
-            Ok(answer) => answer,
-            Err(err) => {
-                if let Some(ticket) = ticket {
-                    self.settle(ticket, None);
-                }
-                return Err(err);
-            }
-        };
-        if let Some(ticket) = ticket {
-            let cached = text.clone().map(|text| Cached {
+        let (text, pttl) = answer?;
+        if let Some(mut ticket) = ticket {
+            ticket.answer = text.clone().map(|text| Cached {
                 text,
                 ttl_ends_ms: if pttl > 0 { now_ms + pttl } else { i64::MIN },
             });
-            self.settle(ticket, cached);
         }
         Ok((text, pttl))
     }
 
-    /// The answer of a ticket's read or write: kept when nothing changed the key since
-    /// (`None`: the key does not exist, or its answer is not to be kept).
-    pub fn settle(&self, ticket: Ticket, value: Option<Cached>) {
+    /// The answer of a ticket's read: kept when nothing changed the key since (`None`: the
+    /// key does not exist, or the read failed).
+    fn settle(&self, key: &str, value: Option<Cached>) {
         let mut inner = self.inner();
-        let Some(pending) = inner.pending.get_mut(&ticket.key) else {
+        let Some(pending) = inner.pending.get_mut(key) else {
             return;
         };
         pending.count -= 1;
         let spoiled = pending.spoiled;
         if pending.count == 0 {
-            inner.pending.remove(&ticket.key);
+            inner.pending.remove(key);
         }
         let on = matches!(inner.tracking, Tracking::On);
         match value {
             Some(value) if on && !spoiled => {
-                inner.entries.put(ticket.key, value);
+                inner.entries.put(key.to_owned(), value);
             }
             _ => {
-                inner.entries.pop(&ticket.key);
+                inner.entries.pop(key);
+            }
+        }
+    }
+
+    /// What a write made of `key`, its answer in: kept while tracking is on (any change by
+    /// another client after it is pushed after that answer; its own push came before).
+    pub fn written(&self, key: &str, value: Option<Cached>) {
+        let mut inner = self.inner();
+        match value {
+            Some(value) if matches!(inner.tracking, Tracking::On) => {
+                inner.entries.put(key.to_owned(), value);
+            }
+            _ => {
+                inner.entries.pop(key);
             }
         }
     }
@@ -209,13 +229,19 @@ impl ReadCache {
     async fn start(self: Arc<Self>) {
         let tracking = match self.turn_on().await {
             Ok(tracking) => tracking,
-            Err(err) => match err.kind() {
-                // Redis answered with an error: it cannot track.
-                redis::ErrorKind::Server(_) | redis::ErrorKind::Extension => Tracking::Refused(
-                    format!("Redis refused client-side caching ({err}): the cache needs Redis 6 or later with HELLO 3 and CLIENT TRACKING allowed; remove `cache` or use such a server"),
-                ),
-                _ => Tracking::Off,
-            },
+            // A server that cannot track (too old, or not allowed to); anything else
+            // (a busy script, a dropped connection) is tried again on a later read.
+            Err(err)
+                if err.code() == Some("NOPERM")
+                    || ["unknown command", "unknown subcommand", "Redis 7"]
+                        .iter()
+                        .any(|cause| err.to_string().contains(cause)) =>
+            {
+                Tracking::Refused(format!(
+                    "Redis refused client-side caching ({err}): the cache needs Redis 7 or later with CLIENT TRACKING allowed; remove `cache` or use such a server"
+                ))
+            }
+            Err(_) => Tracking::Off,
         };
         let mut inner = self.inner();
         if inner.tracking == Tracking::Starting {
@@ -225,12 +251,24 @@ impl ReadCache {
 
     async fn turn_on(&self) -> redis::RedisResult<Tracking> {
         let mut track = Pipeline::new();
-        track.cmd("CLIENT").arg("TRACKING").arg("ON").arg("NOLOOP");
-        let answers = self.data.send(track.get_packed_pipeline(), 0, 1).await?;
+        track.cmd("INFO").arg("server");
+        track.cmd("CLIENT").arg("TRACKING").arg("ON");
+        let answers = self.data.send(track.get_packed_pipeline(), 0, 2).await?;
         let data = self.data.generation();
-        for answer in answers {
-            answer.extract_error()?;
+        let mut answers = answers.into_iter().map(Value::extract_error);
+        let info: String =
+            redis::from_redis_value(answers.next().transpose()?.unwrap_or(Value::Nil))?;
+        let major = info
+            .lines()
+            .find_map(|line| line.strip_prefix("redis_version:"))
+            .and_then(|version| version.split('.').next()?.trim().parse::<u32>().ok());
+        if major.is_some_and(|major| major < 7) {
+            return Err(failure(&format!(
+                "this server is Redis {}, not Redis 7 or later",
+                major.unwrap_or(0)
+            )));
         }
+        answers.next().transpose()?;
         if self.data.is_on(data) {
             Ok(Tracking::On)
         } else {

@@ -15,9 +15,11 @@
 //! run one at a time on a connection nothing else uses, and step 3 goes out only on the
 //! connection that step 1 went on.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use redis::{Pipeline, RedisError, Value};
 use tokio::sync::oneshot;
 
@@ -143,7 +145,9 @@ impl Committer {
                 }
                 std::mem::take(&mut queue.waiting)
             };
-            self.commit(group).await;
+            // A write's change that panics fails its round's writes (their answers are
+            // dropped), not every later write.
+            let _ = AssertUnwindSafe(self.commit(group)).catch_unwind().await;
         }
     }
 
@@ -210,11 +214,15 @@ impl Committer {
         }
         let skip = usize::from(stale_watch) + 1;
         let per_key = if with_ttl { 2 } else { 1 };
-        let answers = self
+        let mut answers = self
             .connection
-            .send(read.get_packed_pipeline(), skip, read.len() - skip)
+            .send(read.get_packed_pipeline(), 0, read.len())
             .await?;
         let generation = self.connection.generation();
+        // A WATCH refused (by an ACL, say) would leave the writes unguarded.
+        for answer in answers.drain(..skip) {
+            answer.extract_error()?;
+        }
 
         // 2. Merge each write into what its key holds.
         let now_ms = crate::session::now_ms();
@@ -234,8 +242,11 @@ impl Committer {
                     };
                     seen.push(Ok((Some(value.text), pttl)));
                 }
-                // Invalidated meanwhile: watched already, read this time.
-                None => return Ok(Round::Again),
+                // Invalidated meanwhile: read it this time (the WATCH stays until then).
+                None => {
+                    self.queue().watching = true;
+                    return Ok(Round::Again);
+                }
             }
         }
         let mut changed = vec![false; keys.len()];
@@ -267,7 +278,7 @@ impl Committer {
         let mut transaction = Pipeline::new();
         transaction.cmd("MULTI");
         let mut queued = 0;
-        let mut kept_slots = Vec::new();
+        let mut kept = Vec::new();
         for (slot, key) in keys.iter().enumerate() {
             if let (true, Ok((Some(text), max_age_ms))) = (changed[slot], &seen[slot]) {
                 transaction.set(key, text).arg("PX").arg(*max_age_ms);
@@ -276,7 +287,7 @@ impl Committer {
                     // Read again in the transaction: the key stays tracked.
                     transaction.exists(key);
                     queued += 1;
-                    kept_slots.push(slot);
+                    kept.push(slot);
                 }
             }
         }
@@ -288,13 +299,6 @@ impl Committer {
         if !self.connection.is_on(generation) {
             return Ok(Round::Again);
         }
-        let kept: Vec<_> = match cache {
-            Some(cache) => kept_slots
-                .into_iter()
-                .map(|slot| (cache.expect(keys[slot]).ok().flatten(), slot))
-                .collect(),
-            None => Vec::new(),
-        };
         let sent = self
             .connection
             .send(
@@ -312,16 +316,17 @@ impl Committer {
             },
             Err(_) => false,
         };
-        for (ticket, slot) in kept {
-            let Some(ticket) = ticket else { continue };
-            let value = match (written, &seen[slot]) {
-                (true, Ok((Some(text), max_age_ms))) => Some(Cached {
-                    text: text.clone(),
-                    ttl_ends_ms: now_ms + max_age_ms,
-                }),
-                _ => None,
-            };
-            cache.expect("kept only with a cache").settle(ticket, value);
+        if let Some(cache) = cache {
+            for slot in kept {
+                let value = match (written, &seen[slot]) {
+                    (true, Ok((Some(text), max_age_ms))) => Some(Cached {
+                        text: text.clone(),
+                        ttl_ends_ms: now_ms + max_age_ms,
+                    }),
+                    _ => None,
+                };
+                cache.written(keys[slot], value);
+            }
         }
         let answers = sent?;
         let results = match &answers[0] {

@@ -1059,6 +1059,12 @@ impl SessionStore for RedisStore {
             let moved: i64 = self
                 .run(async |conn| RENAME.key(&source).key(&target).invoke_async(conn).await)
                 .await?;
+            // Again: a read of either id on the cache's connection may have been answered
+            // before the move, and its invalidation comes on that connection, not this one.
+            if let Some(cache) = &self.cache {
+                cache.forget(&source);
+                cache.forget(&target);
+            }
             let written_on = self.generation();
             self.confirm(written_on).await?;
             return Ok(moved == 1);

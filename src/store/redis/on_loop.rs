@@ -121,6 +121,9 @@ impl LoopConnection {
     /// Reads what has arrived already, without waiting (so a message sent before some
     /// other event is heard before it is acted on).
     pub fn receive_now(&self) {
+        if !self.link.reactor.is_current() {
+            return;
+        }
         self.link.receive(&mut self.link.state());
     }
 
