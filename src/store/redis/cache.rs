@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use redis::{Pipeline, PushKind, Value};
 
+use super::commit::read_answer;
 use super::on_loop::{failure, Listener, LoopConnection};
 use crate::store::reactor::Reactor;
 
@@ -155,20 +156,11 @@ impl ReadCache {
         if with_ttl {
             read.pttl(key);
         }
-        let answer = self
+        let answers = self
             .data
             .send(read.get_packed_pipeline(), 0, read.len())
-            .await
-            .and_then(|values| {
-                let mut values = values.into_iter().map(Value::extract_error);
-                let text = values.next().transpose()?.unwrap_or(Value::Nil);
-                let text: Option<String> = redis::from_redis_value(text)?;
-                let pttl = match values.next().transpose()? {
-                    Some(pttl) => redis::from_redis_value(pttl)?,
-                    None => 0,
-                };
-                Ok((text, pttl))
-            });
+            .await?;
+        let answer = read_answer(&answers);
         let (text, pttl) = answer?;
         if let Some(mut ticket) = ticket {
             ticket.answer = text.clone().map(|text| Cached {

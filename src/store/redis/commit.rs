@@ -55,7 +55,7 @@ pub struct Committer {
     /// Reads the keys' PTTL too (ThinkJS 2's records live by it alone).
     with_ttl: bool,
     /// Keeps what each round writes (`cache`).
-    cache: std::sync::OnceLock<Arc<ReadCache>>,
+    cache: Option<Arc<ReadCache>>,
     queue: Mutex<Queue>,
 }
 
@@ -90,6 +90,7 @@ impl Committer {
         timeout: Duration,
         replicas: usize,
         with_ttl: bool,
+        cache: Option<Arc<ReadCache>>,
     ) -> Arc<Committer> {
         Arc::new(Committer {
             connection,
@@ -97,19 +98,9 @@ impl Committer {
             timeout,
             replicas,
             with_ttl,
-            cache: std::sync::OnceLock::new(),
+            cache,
             queue: Mutex::new(Queue::default()),
         })
-    }
-
-    /// The connection the rounds go on (a read cache reads on it too, to be tracked).
-    pub fn connection(&self) -> &LoopConnection {
-        &self.connection
-    }
-
-    /// Keeps what each round writes in `cache`, each key tracked from its write on.
-    pub fn keep_in(&self, cache: Arc<ReadCache>) {
-        let _ = self.cache.set(cache);
     }
 
     fn queue(&self) -> MutexGuard<'_, Queue> {
@@ -195,7 +186,7 @@ impl Committer {
         // pushes an invalidation on this connection ahead of the answers to later
         // commands, so if the cache still holds the key once the WATCH is answered, it
         // holds what Redis had when it watched.
-        let cache = self.cache.get();
+        let cache = self.cache.as_ref();
         let cached: Vec<bool> = keys
             .iter()
             .map(|key| cache.is_some_and(|cache| cache.get(key).is_some()))
@@ -361,7 +352,7 @@ impl Committer {
 }
 
 /// A key's text and PTTL (0 when not asked) from the answers to its GET (and PTTL).
-fn read_answer(answer: &[Value]) -> Result<(Option<String>, i64), RedisError> {
+pub(super) fn read_answer(answer: &[Value]) -> Result<(Option<String>, i64), RedisError> {
     let text = match answer.first() {
         Some(Value::Nil) => None,
         Some(Value::BulkString(bytes)) => Some(

@@ -878,24 +878,22 @@ fn on_loop(info: &redis::ConnectionInfo, options: &RedisOptions) -> Result<Optio
             options.connect_timeout,
         )
     };
-    let committer = match options.layout {
-        Layout::Text(format) => Some(Committer::new(
-            connect(options.cache_entries.is_some())?,
-            reactor,
-            options.command_timeout,
-            options.replicas,
-            format == Format::ThinkJs2,
-        )),
-        Layout::Hash => None,
-    };
-    let cache = match (options.cache_entries, &committer) {
-        (None, _) => None,
-        (Some(entries), Some(committer)) => {
-            let cache = ReadCache::new(committer.connection().clone(), reactor, entries);
-            committer.keep_in(cache.clone());
-            Some(cache)
+    let (committer, cache) = match (options.layout, options.cache_entries) {
+        (Layout::Text(format), entries) => {
+            let connection = connect(entries.is_some())?;
+            let cache = entries.map(|entries| ReadCache::new(connection.clone(), reactor, entries));
+            let committer = Committer::new(
+                connection,
+                reactor,
+                options.command_timeout,
+                options.replicas,
+                format == Format::ThinkJs2,
+                cache.clone(),
+            );
+            (Some(committer), cache)
         }
-        (Some(_), None) => return Err(Error::InvalidOption {
+        (Layout::Hash, None) => (None, None),
+        (Layout::Hash, Some(_)) => return Err(Error::InvalidOption {
             name: "cache",
             reason:
                 "works with the string formats ('thinkjs3', 'thinkjs2') for now, not with 'hash'"
